@@ -1,0 +1,126 @@
+"""WKV-6 op: the public ``wkv6`` function, its contract checks and the backend dispatch.
+
+Backends (explicit argument, resolved per call from the tensors' device, never a global):
+  "naive"     fp32 sequential loop (``naive.py``), the oracle; autograd through the loop.
+  "torch"     matmul-based chunked PyTorch (``chunk_torch.py``), any device; the CPU training path.
+  "triton"    chunked Triton kernels, forward and backward (``chunk.py``).
+  "recurrent" fused recurrent Triton kernel for decode / short inputs (``fused_recurrent.py``).
+  "auto"      triton on CUDA tensors, torch otherwise.
+The Triton modules are imported only when chosen, so ``import gf_kernels`` works without triton.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .naive import wkv6_naive
+
+BACKENDS = ("auto", "naive", "torch", "triton", "recurrent")
+
+
+def _check(
+    r: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    w: torch.Tensor,
+    u: torch.Tensor,
+    initial_state: torch.Tensor | None,
+) -> None:
+    if r.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"wkv6 expects r, k, w as [B, T, H, K] and v as [B, T, H, V]; got r{tuple(r.shape)}.")
+    B, T, H, K = r.shape
+    if k.shape != r.shape or w.shape != r.shape:
+        raise ValueError(
+            f"wkv6: r{tuple(r.shape)}, k{tuple(k.shape)} and w{tuple(w.shape)} must have the same [B, T, H, K] shape."
+        )
+    if v.shape[:3] != (B, T, H):
+        raise ValueError(f"wkv6: v{tuple(v.shape)} must be [B={B}, T={T}, H={H}, V].")
+    if u.shape != (H, K):
+        raise ValueError(f"wkv6: u{tuple(u.shape)} must be [H={H}, K={K}] (use u.view(H, K) for a flat bonus).")
+    if initial_state is not None:
+        want = (B, H, K, v.shape[-1])
+        if tuple(initial_state.shape) != want:
+            raise ValueError(
+                f"wkv6: initial_state{tuple(initial_state.shape)} must be [B, H, K, V] = {want} "
+                "(the fla layout; RWKV-LM's CUDA state is [B, H, V, K], transpose it)."
+            )
+    devs = {x.device for x in (r, k, v, w, u)}
+    if initial_state is not None:
+        devs.add(initial_state.device)
+    if len(devs) != 1:
+        raise ValueError(f"wkv6: all inputs must be on one device, got {sorted(str(d) for d in devs)}.")
+    if not (r.dtype == k.dtype == v.dtype == w.dtype):
+        raise ValueError(
+            f"wkv6: r, k, v, w must share one dtype, got {r.dtype}, {k.dtype}, {v.dtype}, {w.dtype}."
+        )
+    if not r.dtype.is_floating_point:
+        raise ValueError(f"wkv6: inputs must be floating point, got {r.dtype}.")
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """Map "auto" to a concrete backend for tensors on ``device``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"wkv6: unknown backend {backend!r}; choose one of {BACKENDS}.")
+    if backend == "auto":
+        return "triton" if device.type == "cuda" else "torch"
+    return backend
+
+
+def wkv6(
+    r: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    w: torch.Tensor,
+    u: torch.Tensor,
+    *,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """RWKV-6 linear attention with data-dependent per-channel decay (scale = 1).
+
+    o_t = r_t (S_{t-1} + diag(u) k_t^T v_t),  S_t = diag(exp(w_t)) S_{t-1} + k_t^T v_t.
+
+    Args:
+        r, k, w: [B, T, H, K]; ``w`` is the log-decay (<= 0; the model passes -exp(raw)).
+        v: [B, T, H, V]; u: [H, K] bonus.
+        initial_state: [B, H, K, V] (cast to fp32) or None for zeros; gradients flow into it.
+        output_final_state: also return the state after the last token ([B, H, K, V], fp32).
+        backend: "auto" | "naive" | "torch" | "triton" | "recurrent" (see module docstring).
+    Returns:
+        (o [B, T, H, V] in v's dtype, final state or None).
+
+    Example::
+
+        o, s = wkv6(r, k, v, -torch.exp(w_raw), u, output_final_state=True)
+        o2, s = wkv6(r2, k2, v2, w2, u, initial_state=s, output_final_state=True)  # continue
+    """
+    _check(r, k, v, w, u, initial_state)
+    name = resolve_backend(backend, r.device)
+    if name == "naive":
+        return wkv6_naive(r, k, v, w, u, initial_state, output_final_state)
+    if name == "torch":
+        from .chunk_torch import wkv6_chunk_torch
+
+        return wkv6_chunk_torch(r, k, v, w, u, initial_state, output_final_state)
+    if r.device.type != "cuda" and not _interpreting():
+        raise ValueError(
+            f"wkv6(backend={name!r}) needs CUDA tensors (or TRITON_INTERPRET=1 for tests); "
+            "use backend='torch' on CPU."
+        )
+    if name == "triton":
+        from .chunk import wkv6_chunk_triton
+
+        return wkv6_chunk_triton(r, k, v, w, u, initial_state, output_final_state)
+    from .fused_recurrent import wkv6_fused_recurrent
+
+    return wkv6_fused_recurrent(r, k, v, w, u, initial_state, output_final_state)
+
+
+def _interpreting() -> bool:
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+__all__ = ["wkv6", "wkv6_naive", "resolve_backend", "BACKENDS"]
