@@ -1,7 +1,7 @@
 """Output allocation for gf_kernels launchers, with a test-only NaN-poison switch.
 
 Every buffer a kernel is supposed to fill completely is allocated through :func:`new_output`.
-With the environment variable ``GF_KERNELS_NAN_POISON=1`` (set by ``tests/kernels/conftest.py``)
+With the environment variable ``GF_POISON_OUTPUTS=1`` (set by ``tests/conftest.py``)
 the buffer is filled with NaN instead of left uninitialised, so an element a kernel forgets to
 write shows up as a NaN in the comparison against the reference. The variable is read on every
 call (no import-time global), so a test may toggle it with ``monkeypatch.setenv``.
@@ -13,7 +13,7 @@ import os
 
 import torch
 
-POISON_ENV = "GF_KERNELS_NAN_POISON"
+POISON_ENV = "GF_POISON_OUTPUTS"
 
 
 def poison_enabled() -> bool:

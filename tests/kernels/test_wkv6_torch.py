@@ -1,0 +1,108 @@
+"""WKV-6: the naive oracle's own sanity and the torch chunked backend against it (CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _gfk_testing import compare, make_inputs, rel_rms, run
+from gf_kernels import wkv6
+from gf_kernels._alloc import new_output, poison_enabled
+from gf_kernels.wkv6 import resolve_backend
+
+SHAPES = [  # B, T, H, K, V
+    (2, 1, 2, 16, 16),
+    (2, 15, 2, 16, 16),
+    (1, 63, 2, 64, 64),
+    (2, 64, 2, 16, 16),
+    (2, 65, 3, 64, 64),
+    (2, 200, 2, 16, 16),
+    (1, 200, 2, 64, 64),
+    (2, 65, 2, 16, 32),  # K != V
+]
+
+
+@pytest.mark.parametrize("h0", [True, False])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}T{}H{}K{}V{}".format(*s))
+def test_torch_matches_naive(shape: tuple[int, ...], h0: bool) -> None:
+    inp = make_inputs(*shape, h0=h0, seed=sum(shape))
+    compare(run(inp, "torch"), run(inp, "naive"))
+
+
+def test_naive_matches_closed_form() -> None:
+    """The oracle itself: unrolled sum for T = 3, one head, against a hand expansion."""
+    inp = make_inputs(1, 3, 1, 4, 5, h0=True, seed=3)
+    r, k, v, w, u, s0 = (inp[n] for n in ("r", "k", "v", "w", "u", "h0"))
+    assert s0 is not None
+    o, s = wkv6(r, k, v, w, u, initial_state=s0, output_final_state=True, backend="naive")
+    S = s0[0, 0].double()
+    for t in range(3):
+        rt, kt, vt, wt = (x[0, t, 0].double() for x in (r, k, v, w))
+        kv = torch.outer(kt, vt)
+        want = rt @ (S + u[0].double()[:, None] * kv)
+        assert torch.allclose(o[0, t, 0].double(), want, rtol=1e-5, atol=1e-5)
+        S = torch.exp(wt)[:, None] * S + kv
+    assert s is not None and torch.allclose(s[0, 0].double(), S, rtol=1e-5, atol=1e-5)
+
+
+def test_extreme_decays_finite() -> None:
+    """Log-decay exactly -1e-6 and -1e3 side by side, forward and backward: finite and accurate."""
+    inp = make_inputs(2, 130, 2, 16, 16, seed=7)
+    w = inp["w"]
+    assert w is not None
+    pick = torch.rand(w.shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    inp["w"] = torch.where(pick, torch.full_like(w, -1e-6), torch.full_like(w, -1e3))
+    compare(run(inp, "torch"), run(inp, "naive"))
+
+
+def test_state_passing_two_calls_equal_one() -> None:
+    """T tokens in one call == the same tokens in two calls passing the final state (fwd + grads)."""
+    B, T, H, K, V, cut = 2, 150, 2, 16, 16, 71
+    inp = make_inputs(B, T, H, K, V, seed=11)
+    full = run(inp, "torch")
+    xs = {n: t.clone().requires_grad_() for n, t in inp.items() if t is not None}
+    o1, s1 = wkv6(*(xs[n][:, :cut] for n in "rkvw"), xs["u"], initial_state=xs["h0"],
+                  output_final_state=True, backend="torch")
+    o2, s2 = wkv6(*(xs[n][:, cut:] for n in "rkvw"), xs["u"], initial_state=s1,
+                  output_final_state=True, backend="torch")
+    o = torch.cat([o1, o2], dim=1)
+    g = torch.Generator().manual_seed(1)
+    do = torch.randn(tuple(o.shape), generator=g)
+    ds = torch.randn(tuple(s2.shape), generator=g)
+    ((o * do).sum() + (s2 * ds).sum()).backward()
+    assert rel_rms(o, full["o"]) < 1e-4 and rel_rms(s2, full["state"]) < 1e-4
+    for n in ("r", "k", "v", "w", "u", "h0"):
+        assert rel_rms(xs[n].grad, full["d" + n]) < 1e-4, n
+
+
+def test_decode_t1_with_state_matches_naive() -> None:
+    inp = make_inputs(3, 1, 4, 64, 64, seed=5)
+    compare(run(inp, "torch"), run(inp, "naive"))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_torch_low_precision_inputs(dtype: torch.dtype) -> None:
+    """bf16/fp16 inputs: fp32 maths inside, o in v's dtype, state fp32; compare with naive on the same inputs."""
+    inp = make_inputs(2, 65, 2, 16, 16, seed=9, dtype=dtype)
+    got, ref = run(inp, "torch"), run(inp, "naive")
+    assert got["o"].dtype == dtype and got["state"].dtype == torch.float32
+    compare(got, ref)
+
+
+def test_backend_resolution_and_errors() -> None:
+    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+    assert resolve_backend("auto", torch.device("cuda", 0)) == "triton"
+    inp = make_inputs(1, 4, 2, 8, 8)
+    r, k, v, w, u = (inp[n] for n in ("r", "k", "v", "w", "u"))
+    with pytest.raises(ValueError, match="unknown backend"):
+        wkv6(r, k, v, w, u, backend="cuda")
+    with pytest.raises(ValueError, match="u"):
+        wkv6(r, k, v, w, u.flatten())
+    with pytest.raises(ValueError, match="initial_state"):
+        wkv6(r, k, v, w, u, initial_state=torch.zeros(1, 2, 8, 9))
+    with pytest.raises(ValueError, match="same"):
+        wkv6(r, k[:, :3], v, w, u)
+
+
+def test_poisoned_allocations_in_tests() -> None:
+    assert poison_enabled()
+    assert torch.isnan(new_output((2, 3), dtype=torch.float32, device=torch.device("cpu"))).all()
