@@ -22,6 +22,7 @@ class ModelConfig:
     ctx_len: int = 512  # training sequence length T
     dim_ffn: int | None = None  # None: floor(3.5*C/32)*32 (RWKV cmix), floor(8C/3/32)*32 (llama)
     gold_inv_ratio: int = 3  # rho: the last 1/rho of the layers are GOLD (first GOLD = floor(L(rho-1)/rho))
+    gold_layers: int | None = None  # explicit GOLD layer count, overrides gold_inv_ratio (0: Finch-C2)
     kv_compression: int = 16  # r: compressed key width c = floor(C / r)
     rope: bool = False  # RoPE in GOLD layers (ablation); the llama baseline always uses RoPE
     rope_base: float = 10000.0
@@ -49,6 +50,8 @@ class ModelConfig:
             raise ValueError(f"model.wkv_backend={self.wkv_backend!r} is not one of {WKV_BACKENDS}")
         if self.attn_backend not in ATTN_BACKENDS:
             raise ValueError(f"model.attn_backend={self.attn_backend!r} is not one of {ATTN_BACKENDS}")
+        if self.gold_layers is not None and not 0 <= self.gold_layers <= self.n_layer:
+            raise ValueError(f"model.gold_layers={self.gold_layers} must be in [0, n_layer={self.n_layer}] or null")
         if self.dim_ffn is not None and self.dim_ffn < 1:
             raise ValueError("model.dim_ffn must be >= 1 or null")
 
@@ -70,6 +73,8 @@ class ModelConfig:
         """Index g of the first GOLD layer; n_layer when the model has none."""
         if self.arch != "goldfinch":
             return self.n_layer
+        if self.gold_layers is not None:
+            return self.n_layer - self.gold_layers
         return (self.n_layer * (self.gold_inv_ratio - 1)) // self.gold_inv_ratio
 
     @property
