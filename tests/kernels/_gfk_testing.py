@@ -55,8 +55,9 @@ def run(
     res = {"o": o.detach(), "state": s.detach()}
     if grads:
         g = torch.Generator().manual_seed(seed)
-        do = torch.randn(tuple(o.shape), generator=g).to(o.device, o.dtype)
-        ds = torch.randn(tuple(s.shape), generator=g).to(s.device, s.dtype)
+        # cotangents rounded to bf16 first, so fp32 references and bf16 kernels see the same values
+        do = torch.randn(tuple(o.shape), generator=g).bfloat16().to(o.device, o.dtype)
+        ds = torch.randn(tuple(s.shape), generator=g).bfloat16().to(s.device, s.dtype)
         ((o.float() * do.float()).sum() + (s * ds).sum()).backward()
         for n in ("r", "k", "v", "w", "u", "h0"):
             t = xs[n]
@@ -79,3 +80,24 @@ def compare(got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], *, tol_o
     bad = {n: e for n, e in errs.items() if e > (tol_o if n == "o" else tol)}
     assert not bad, f"relative RMS errors over tolerance: {bad} (all: {errs})"
     return errs
+
+
+def run_split(inp: dict[str, torch.Tensor | None], backend: str, cut: int) -> dict[str, torch.Tensor]:
+    """Like ``run`` but in two calls, tokens [:cut] then [cut:], passing the final state on."""
+    xs = {n: t.detach().clone().requires_grad_() for n, t in inp.items() if t is not None}
+    h0 = xs.get("h0")
+    o1, s1 = wkv6(*(xs[n][:, :cut] for n in "rkvw"), xs["u"], initial_state=h0,
+                  output_final_state=True, backend=backend)
+    o2, s2 = wkv6(*(xs[n][:, cut:] for n in "rkvw"), xs["u"], initial_state=s1,
+                  output_final_state=True, backend=backend)
+    assert s2 is not None
+    o = torch.cat([o1, o2], dim=1)
+    g = torch.Generator().manual_seed(1)  # same cotangents as ``run``
+    do = torch.randn(tuple(o.shape), generator=g).bfloat16().to(o.device, o.dtype)
+    ds = torch.randn(tuple(s2.shape), generator=g).bfloat16().to(s2.device, s2.dtype)
+    ((o.float() * do.float()).sum() + (s2 * ds).sum()).backward()
+    res = {"o": o.detach(), "state": s2.detach()}
+    for n, t in xs.items():
+        assert t.grad is not None, f"no gradient for {n}"
+        res["d" + n] = t.grad.detach()
+    return res
