@@ -22,6 +22,7 @@ class OptimConfig:
     grad_clip: float = 1.0  # 0 disables clipping
     decay_kv_cache_proj: bool = True  # weight decay on W_a/W_b (the reference code does; paper says no)
     layerwise_lr: bool = True  # RWKV lr multipliers (time_decay 2x), spec 8.4
+    max_nonfinite_in_row: int = 5  # skipped steps (non-finite loss/grad) in a row before the run stops
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.lr_final < 0:
@@ -30,6 +31,8 @@ class OptimConfig:
             raise ValueError(f"optim.betas must be two numbers in [0, 1), got {self.betas}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("optim.weight_decay and optim.grad_clip must be >= 0")
+        if self.max_nonfinite_in_row < 1:
+            raise ValueError("optim.max_nonfinite_in_row must be >= 1")
 
 
 @dataclass
@@ -60,6 +63,8 @@ class DistConfig:
     backend: str = "auto"  # auto: nccl on CUDA, gloo on CPU
     compile: bool = False  # torch.compile the model (GPU)
     seed: int = 1337
+    bucket_mb: int = 200  # ZeRO reduce/allgather bucket size (RWKV-LM: 2 on consumer GPUs, 200 on A100/H100)
+    timeout_minutes: float = 30.0  # collective timeout of the process group
 
     def __post_init__(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3):

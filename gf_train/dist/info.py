@@ -1,0 +1,125 @@
+"""Who am I in the job: `DistInfo`, read once from torchrun / deepspeed-launcher / Slurm variables.
+
+Owner: `gf_train.dist`. `read_dist_info()` is called once at start-up; it also writes the canonical
+variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) back into the
+environment so that DeepSpeed, torch.distributed and mosaicml-streaming all see the same world.
+
+Precedence: RANK/WORLD_SIZE already set (torchrun, the deepspeed launcher, or a user) > Slurm step
+variables (one task per device launched by `srun`, SLURM_STEP_NUM_TASKS set) > a single process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+
+DEFAULT_MASTER_PORT = 29500
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+    master_addr: str
+    master_port: int
+    launcher: str  # "torchrun" (also the deepspeed launcher), "slurm" or "single"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def node_rank(self) -> int:
+        return self.rank // max(self.local_world_size, 1)
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (for single-process runs and tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def parse_tasks_per_node(spec: str, node_id: int) -> int:
+    """Slurm's compressed tasks-per-node list ("4(x2),3", "2") -> tasks on node `node_id`."""
+    counts: list[int] = []
+    for part in spec.split(","):
+        m = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", part)
+        if not m:
+            raise ValueError(f"cannot parse Slurm tasks-per-node value {spec!r}")
+        counts.extend([int(m.group(1))] * int(m.group(2) or 1))
+    if not 0 <= node_id < len(counts):
+        raise ValueError(f"SLURM_NODEID={node_id} is outside the tasks-per-node list {spec!r}")
+    return counts[node_id]
+
+
+def first_slurm_host(nodelist: str) -> str:
+    """The first host of a Slurm node list, via `scontrol show hostnames` (handles `node[01-04]`)."""
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], check=True, capture_output=True,
+                             text=True, timeout=30).stdout.split()
+        if out:
+            return out[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    # No scontrol (unusual): expand the simplest "prefix[NN-MM,...]" form by hand.
+    m = re.match(r"([^\[,]+)(?:\[([0-9]+))?", nodelist)
+    if m is None:
+        raise ValueError(f"cannot find the first host of SLURM_JOB_NODELIST={nodelist!r}; set MASTER_ADDR")
+    return m.group(1) + (m.group(2) or "")
+
+
+def _int(env: MutableMapping[str, str], key: str, default: int | None = None) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        if default is None:
+            raise ValueError(f"environment variable {key} is missing")
+        return default
+    try:
+        return int(raw)
+    except ValueError as e:
+        raise ValueError(f"environment variable {key}={raw!r} is not an integer") from e
+
+
+def read_dist_info(env: MutableMapping[str, str] | None = None, apply: bool = True) -> DistInfo:
+    """Read the job layout once; with `apply`, write the canonical variables into `env` (os.environ)."""
+    env = os.environ if env is None else env
+    if "RANK" in env and "WORLD_SIZE" in env:
+        launcher = "torchrun"
+        rank, world = _int(env, "RANK"), _int(env, "WORLD_SIZE")
+        local_rank = _int(env, "LOCAL_RANK", 0)
+        # torchrun sets LOCAL_WORLD_SIZE; other launchers may not: assume a single node then.
+        local_world = _int(env, "LOCAL_WORLD_SIZE", world)
+        addr = env.get("MASTER_ADDR", "127.0.0.1")
+        port = _int(env, "MASTER_PORT", DEFAULT_MASTER_PORT)
+    elif "SLURM_PROCID" in env and "SLURM_STEP_NUM_TASKS" in env:
+        launcher = "slurm"
+        rank, world = _int(env, "SLURM_PROCID"), _int(env, "SLURM_STEP_NUM_TASKS")
+        local_rank = _int(env, "SLURM_LOCALID", 0)
+        spec = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE") or str(world)
+        local_world = parse_tasks_per_node(spec, _int(env, "SLURM_NODEID", 0))
+        addr = env.get("MASTER_ADDR") or (first_slurm_host(env["SLURM_JOB_NODELIST"])
+                                          if env.get("SLURM_JOB_NODELIST") else "127.0.0.1")
+        # A port derived from the job id keeps two jobs sharing a node apart.
+        port = _int(env, "MASTER_PORT", 10000 + _int(env, "SLURM_JOB_ID", 0) % 50000 if "SLURM_JOB_ID" in env
+                    else DEFAULT_MASTER_PORT)
+    else:
+        launcher = "single"
+        rank, world, local_rank, local_world = 0, 1, 0, 1
+        addr = env.get("MASTER_ADDR", "127.0.0.1")
+        port = _int(env, "MASTER_PORT", 0) or free_port()
+    if not (0 <= rank < world and 0 <= local_rank < local_world):
+        raise ValueError(f"inconsistent launch variables: rank {rank} of {world}, local rank {local_rank} of "
+                         f"{local_world} ({launcher}); check the launcher's environment")
+    info = DistInfo(rank=rank, world_size=world, local_rank=local_rank, local_world_size=local_world,
+                    master_addr=addr, master_port=port, launcher=launcher)
+    if apply:
+        env.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(local_rank),
+                    "LOCAL_WORLD_SIZE": str(local_world), "MASTER_ADDR": addr, "MASTER_PORT": str(port)})
+    return info

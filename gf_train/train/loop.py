@@ -1,0 +1,361 @@
+"""The training loop: `train(cfg, run_dir, ...) -> exit code`. The heart of `gf-train train`.
+
+Owner: `gf_train.train`. One optimizer step = `grad_accum` micro-batches per rank (from `derive`). At
+every step boundary the ranks do one small all-reduce of [loss sum, non-finite count, step-not-applied,
+preemption flag, time-based-save flag]: this gives the logged mean loss and makes every rank take the
+same decision (skip accounting, checkpoint, exit). Step numbers in logs and checkpoint names count
+completed optimizer steps (`step_00000020` = 20 steps done; the first metrics line has step 1).
+
+`model_factory` / `loader_factory` / `flops_fn` default to `gf_train.model` / `gf_train.data`; tests
+inject small stand-ins. Testing hooks (environment): GF_TRAIN_FAULT_NAN_STEPS="5,6" makes the loss of
+those 0-based steps NaN on rank 0; GF_TRAIN_FAULT_SAVE_SLEEP=seconds sleeps inside every checkpoint
+save before `COMPLETE` is written (kill -9 tests); GF_TRAIN_FAULT_SIGNAL_STEP=N (+ GF_TRAIN_FAULT_SIGNAL_RANK,
+default 0) makes that rank send itself SIGUSR1 during 0-based step N (preemption tests).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gf_train.config import RunConfig, derive, dump, to_dict
+from gf_train.dist import engine as dsx
+from gf_train.dist.info import DistInfo, read_dist_info
+from gf_train.train import resume as rs
+from gf_train.train.checkpoint import capture_rng
+from gf_train.train.metrics import MetricsSink, StepTimer, memory_gb, mfu, peak_tflops
+from gf_train.train.optim import describe, param_groups, strip_names
+from gf_train.train.schedule import schedule_fn
+from gf_train.train.signals import EXIT_NONFINITE, EXIT_OK, EXIT_REQUEUE, PreemptionFlag
+
+ModelFactory = Callable[[Any], torch.nn.Module]
+LoaderFactory = Callable[..., Iterable[tuple[torch.Tensor, torch.Tensor]]]
+
+
+def _default_model_factory(model_cfg: Any) -> torch.nn.Module:
+    from gf_train.model import build_model
+
+    return build_model(model_cfg)
+
+
+def _default_loader_factory(cfg: RunConfig, split: str, derived: Any, info: DistInfo) -> Any:
+    from gf_train.data import build_loader
+
+    return build_loader(cfg.data, split, seq_len=cfg.model.ctx_len, micro_batch=derived.micro_batch,
+                        global_batch=derived.global_batch, world_size=info.world_size, rank=info.rank)
+
+
+def _default_flops(model_cfg: Any) -> float | None:
+    try:
+        from gf_train.model.flops import flops_per_token
+    except ImportError:
+        return None
+    return float(flops_per_token(model_cfg))
+
+
+def _bytes_per_token(cfg: RunConfig) -> float | None:
+    """Mean UTF-8 bytes per token of the validation data, from its manifest (for bits per byte)."""
+    if not cfg.data.val:
+        return None
+    try:
+        from gf_train.data import read_manifest
+
+        man = read_manifest(cfg.data.val[0].path)
+    except Exception:
+        return None
+    get = man.get if isinstance(man, dict) else lambda k, d=None: getattr(man, k, d)
+    bpt = get("bytes_per_token", None)
+    if bpt is None and get("num_bytes", None) and get("num_tokens", None):
+        bpt = float(get("num_bytes")) / float(get("num_tokens"))
+    return float(bpt) if bpt else None
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _batches(loader: Iterable[Any]) -> Iterator[Any]:
+    """Endless: a new epoch (`iter` again) when the loader runs out."""
+    while True:
+        n = 0
+        for b in loader:
+            n += 1
+            yield b
+        if n == 0:
+            raise ValueError("the training data loader yielded no batch; check data.train (is the dataset "
+                             "smaller than one global batch?)")
+
+
+def _fault_steps() -> set[int]:
+    raw = os.environ.get("GF_TRAIN_FAULT_NAN_STEPS", "")
+    return {int(x) for x in raw.split(",") if x.strip()}
+
+
+def _self_signal_step(rank: int) -> int | None:
+    raw = os.environ.get("GF_TRAIN_FAULT_SIGNAL_STEP")
+    if not raw or int(os.environ.get("GF_TRAIN_FAULT_SIGNAL_RANK", "0")) != rank:
+        return None
+    return int(raw)
+
+
+def _write_exit_status(run_dir: Path, info: DistInfo, code: int, reason: str, step: int) -> None:
+    if info.is_main:
+        (run_dir / "exit_status.json").write_text(json.dumps({"exit_code": code, "reason": reason, "step": step}))
+
+
+def train(cfg: RunConfig, run_dir: Path, *, stop_at_step: int | None = None, resume_from: Path | None = None,
+          init_from: Path | None = None, model_factory: ModelFactory | None = None,
+          loader_factory: LoaderFactory | None = None, flops_fn: Callable[[Any], float | None] | None = None
+          ) -> int:
+    """Train (or resume) a run in `run_dir`; returns the process exit code (see `signals`)."""
+    info = read_dist_info()
+    derived = derive(cfg, info.world_size)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    flag = PreemptionFlag().install()  # before any DataLoader worker is forked
+    device = dsx.device_for(info)
+    dsx.init_distributed(info, device, cfg.dist.backend, cfg.dist.timeout_minutes)
+    try:
+        return _Trainer(cfg, run_dir, info, derived, device, flag, model_factory or _default_model_factory,
+                        loader_factory or _default_loader_factory, flops_fn or _default_flops
+                        ).run(stop_at_step, resume_from, init_from)
+    finally:
+        flag.uninstall()
+        dsx.shutdown()
+
+
+class _Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: Path, info: DistInfo, derived: Any, device: torch.device,
+                 flag: PreemptionFlag, model_factory: ModelFactory, loader_factory: LoaderFactory,
+                 flops_fn: Callable[[Any], float | None]) -> None:
+        self.cfg, self.run_dir, self.info, self.derived, self.device = cfg, run_dir, info, derived, device
+        self.flag, self.model_factory, self.loader_factory, self.flops_fn = flag, model_factory, loader_factory, \
+            flops_fn
+        self.step = 0
+        self.tokens = 0
+        self.skipped = 0
+        self.sink: MetricsSink | None = None
+
+    def log(self, text: str) -> None:
+        if self.info.is_main:
+            if self.sink is not None:
+                self.sink.message(text)
+            else:
+                print(text, file=sys.stderr, flush=True)
+
+    # ---- set-up ----
+    def _build(self, resume_from: Path | None, init_from: Path | None) -> rs.ResumePlan | None:
+        cfg, info = self.cfg, self.info
+        plan = rs.plan_resume(cfg, self.run_dir, resume_from, info.world_size)
+        if plan is not None:
+            self.log(f"resuming from {plan.step_dir} (step {plan.client['step']}, saved on "
+                     f"{plan.client['world_size']} ranks)")
+            for c in plan.changes:
+                self.log(f"  config change vs checkpoint: {c}")
+            if plan.universal:
+                self.log("  world size changed: loading through DeepSpeed universal checkpointing")
+                rs.prepare_universal(plan, info)
+        _seed_all(cfg.dist.seed)  # identical model init on every rank
+        model = self.model_factory(cfg.model)
+        if init_from is not None:
+            if plan is not None:
+                self.log(f"--init-from {init_from} ignored: resuming the run's own checkpoint instead")
+            else:
+                for m in rs.warm_start(model, Path(init_from)):
+                    self.log(m)
+        model = model.to(self.device)
+        self.n_params = sum(p.numel() for p in model.parameters())
+        groups = param_groups(model.named_parameters(), cfg.optim)
+        self.log(f"model: {self.n_params:,} parameters; optimizer groups:\n{describe(groups)}")
+        optimizer = dsx.build_optimizer(strip_names(groups), cfg, self.device)
+        conf = dsx.ds_config(cfg, self.derived, self.device, load_universal=plan is not None and plan.universal)
+        if cfg.dist.compile and self.device.type != "cuda":
+            self.log("dist.compile=true has no effect on CPU (torch.compile is only used on GPU)")
+        self.engine = dsx.build_engine(model, optimizer, conf, compile_model=cfg.dist.compile and
+                                       self.device.type == "cuda")
+        _seed_all(cfg.dist.seed + 1000 * info.rank + 1)  # per-rank streams (dropout etc.)
+        return plan
+
+    def _sink(self, start_step: int) -> MetricsSink:
+        cfg, info = self.cfg, self.info
+        wb = None
+        if info.is_main and cfg.log.wandb != "disabled":
+            from gf_train.train.wandb_sink import WandbSink
+
+            id_file = self.run_dir / "wandb_run_id"
+            run_id = id_file.read_text().strip() if id_file.is_file() else None
+            wb = WandbSink(cfg.log.wandb, cfg.log.wandb_project, cfg.log.wandb_run_name or cfg.run_name,
+                           list(cfg.log.wandb_tags), to_dict(cfg), self.run_dir, run_id)
+            if wb.run_id and not id_file.is_file():
+                id_file.write_text(wb.run_id)
+        return MetricsSink(self.run_dir, info.is_main, self.derived.max_steps, start_step,
+                           cfg.log.progress_bar and info.is_main, wb)
+
+    # ---- checkpoints, eval ----
+    def save(self, loader: Any) -> Path:
+        data_state = loader.state_dict() if hasattr(loader, "state_dict") else None
+        client = rs.client_state(self.cfg, self.info, self.step, self.tokens, self.skipped, {})
+        path = rs.save(self.engine, self.info, self.cfg, self.run_dir, self.step, client,
+                       {"rng": capture_rng(), "data": data_state},
+                       self.cfg.checkpoint.keep_last, float(os.environ.get("GF_TRAIN_FAULT_SAVE_SLEEP", "0") or 0))
+        self.log(f"checkpoint {path}")
+        self.last_save = time.monotonic()
+        return path
+
+    def evaluate(self) -> None:
+        cfg = self.cfg
+        loader = self.loader_factory(cfg, "val", self.derived, self.info)
+        self.engine.eval()
+        total, n = torch.zeros((), dtype=torch.float64), 0
+        with torch.no_grad():
+            for i, (x, y) in enumerate(loader):
+                if i >= cfg.eval.max_batches:
+                    break
+                total += self.engine(x.to(self.device), y.to(self.device)).detach().double().cpu()
+                n += 1
+        self.engine.train()
+        vec = dsx.all_reduce_sum(torch.stack([total, torch.tensor(float(n), dtype=torch.float64)]))
+        if vec[1] == 0:
+            self.log("validation: the val loader yielded no batch")
+            return
+        loss = float(vec[0] / vec[1])
+        bpt = _bytes_per_token(cfg)
+        row: dict[str, Any] = {"step": self.step, "val_loss": loss}
+        if bpt:
+            row["val_bpb"] = loss / math.log(2) / bpt
+        assert self.sink is not None
+        self.sink.log(row)
+
+    # ---- the loop ----
+    def run(self, stop_at_step: int | None, resume_from: Path | None, init_from: Path | None) -> int:
+        cfg, info, d = self.cfg, self.info, self.derived
+        plan = self._build(resume_from, init_from)
+        rank_state: dict[str, Any] | None = None
+        if plan is not None:
+            rank_state = rs.load(self.engine, plan, info)
+            self.step, self.tokens = int(plan.client["step"]), int(plan.client["tokens"])
+            self.skipped = int(plan.client.get("skipped_steps", 0))
+        if info.is_main:
+            (self.run_dir / "config.yaml").write_text(dump(cfg))
+        loader = self.loader_factory(cfg, "train", d, info)
+        if plan is not None:
+            state = rs.data_state_for(plan, rank_state)
+            if state is not None and hasattr(loader, "load_state_dict"):
+                loader.load_state_dict(state)
+        self.sink = self._sink(self.step)
+        try:
+            return self._loop(loader, stop_at_step)
+        finally:
+            self.sink.close()
+
+    def _loop(self, loader: Any, stop_at_step: int | None) -> int:
+        cfg, info, d = self.cfg, self.info, self.derived
+        lr_fn = schedule_fn(cfg.optim, cfg.schedule, d.max_steps)
+        fpt = self.flops_fn(cfg.model)
+        dev_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        peak = peak_tflops(dev_name, cfg.dist.precision, cfg.log.peak_tflops)
+        fault = _fault_steps()
+        signal_step = _self_signal_step(info.rank)
+        stage0_fp32 = cfg.dist.zero_stage == 0 and cfg.dist.precision == "fp32"
+        batches = _batches(loader)
+        timer, bad_in_row, t_start = StepTimer(), 0, time.monotonic()
+        self.last_save = time.monotonic()
+        assert self.sink is not None
+        if stop_at_step is not None and self.step >= stop_at_step:
+            self.log(f"already at step {self.step} >= --stop-at-step {stop_at_step}: nothing to do")
+            return EXIT_OK
+        while self.step < d.max_steps:
+            lr = lr_fn(self.step)
+            for g in dsx.engine_optimizer_groups(self.engine):  # fresh: a checkpoint load replaces the dicts
+                g["lr"] = lr * g.get("lr_scale", 1.0)
+            t0, wait = time.perf_counter(), 0.0
+            loss_sum, nonfinite = torch.zeros((), dtype=torch.float64), 0
+            for micro in range(d.grad_accum):
+                tw = time.perf_counter()
+                x, y = next(batches)
+                wait += time.perf_counter() - tw
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                loss = self.engine(x, y)
+                if self.step in fault and info.is_main:
+                    loss = loss * float("nan")
+                lv = loss.detach().double().cpu()
+                nonfinite += int(not torch.isfinite(lv))
+                loss_sum += lv
+                self.engine.backward(loss)
+                if self.step == signal_step and micro == 0:
+                    os.kill(os.getpid(), signal.SIGUSR1)
+                if stage0_fp32 and micro == d.grad_accum - 1:
+                    dsx.zero_nonfinite_grads_stage0(self.engine)
+                self.engine.step()
+            not_applied = 0 if self.engine.was_step_applied() else 1
+            due = cfg.checkpoint.every_minutes is not None and \
+                time.monotonic() - self.last_save >= 60 * cfg.checkpoint.every_minutes
+            vec = dsx.all_reduce_sum(torch.tensor([float(loss_sum), nonfinite, not_applied, float(self.flag.is_set),
+                                                   float(due and info.is_main)], dtype=torch.float64))
+            self.step += 1
+            self.tokens += d.tokens_per_step
+            loss_mean = float(vec[0]) / (info.world_size * d.grad_accum)
+            skipped = vec[1] > 0 or vec[2] > 0
+            if skipped:
+                self.skipped += 1
+                bad_in_row += 1
+            else:
+                bad_in_row = 0
+            step_time = time.perf_counter() - t0
+            timer.add(step_time, wait)
+            if self.step % cfg.log.every_steps == 0 or self.step == d.max_steps or self.step == 1 or skipped:
+                gn = self.engine.get_global_grad_norm()
+                w = timer.window(d.tokens_per_step, info.world_size)
+                row = {"step": self.step, "loss": loss_mean, "lr": lr,
+                       "grad_norm": None if gn is None else float(gn), "tokens": self.tokens, **w,
+                       "mfu": mfu(fpt, w["tokens_per_s_per_device"], peak) if fpt else None,
+                       "mem_gb": memory_gb(self.device.type), "skipped_steps": self.skipped,
+                       "elapsed_s": time.monotonic() - t_start}
+                self.sink.log(row)
+                timer.reset()
+            self.sink.progress(self.step, loss_mean if math.isfinite(loss_mean) else None)
+            if skipped:
+                self.log(f"step {self.step}: non-finite loss or gradient, update skipped "
+                         f"({bad_in_row} in a row, {self.skipped} in total)")
+            if bad_in_row >= cfg.optim.max_nonfinite_in_row:
+                self.save(loader)
+                msg = (f"stopping: {bad_in_row} steps in a row had a non-finite loss or gradient. The checkpoint "
+                       f"at step {self.step} holds the last good weights. Lower optim.lr, raise optim.eps or check "
+                       f"the data, then rerun (it resumes there)")
+                self.log(msg)
+                _write_exit_status(self.run_dir, info, EXIT_NONFINITE, "nonfinite", self.step)
+                return EXIT_NONFINITE
+            ev = cfg.eval.every_steps
+            if cfg.data.val and ((ev and self.step % ev == 0) or self.step == d.max_steps):
+                self.evaluate()
+            if vec[3] > 0:
+                self.save(loader)
+                self.log(f"preempted ({self.flag.describe()}): checkpoint written at step {self.step}; "
+                         f"exiting with {EXIT_REQUEUE} (requeue me)")
+                _write_exit_status(self.run_dir, info, EXIT_REQUEUE, "preempted", self.step)
+                return EXIT_REQUEUE
+            every = cfg.checkpoint.every_steps
+            at_end = self.step == d.max_steps and cfg.checkpoint.save_final
+            at_stop = stop_at_step is not None and self.step >= stop_at_step
+            if at_end or at_stop or (every and self.step % every == 0) or vec[4] > 0:
+                self.save(loader)
+            if at_stop and self.step < d.max_steps:
+                self.log(f"stopped at step {self.step} (--stop-at-step)")
+                _write_exit_status(self.run_dir, info, EXIT_OK, "stop_at_step", self.step)
+                return EXIT_OK
+        _write_exit_status(self.run_dir, info, EXIT_OK, "finished", self.step)
+        self.log(f"finished: {self.step} steps, {self.tokens:,} tokens")
+        return EXIT_OK

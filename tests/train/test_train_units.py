@@ -1,0 +1,112 @@
+"""Pure parts of the trainer: DistInfo, checkpoint layout/retention/RNG, config checks, metrics, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gf_train.config import RunConfig
+from gf_train.config.model import ModelConfig
+from gf_train.dist.info import parse_tasks_per_node, read_dist_info
+from gf_train.train import checkpoint as ck
+from gf_train.train.metrics import MetricsSink, mfu, peak_tflops
+from gf_train.train.signals import EXIT_REQUEUE, PreemptionFlag
+
+
+def test_dist_info_torchrun_env() -> None:
+    env = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "h",
+           "MASTER_PORT": "1234"}
+    i = read_dist_info(env)
+    assert (i.rank, i.world_size, i.local_rank, i.local_world_size, i.launcher) == (3, 8, 1, 2, "torchrun")
+    assert i.node_rank == 1
+
+
+def test_dist_info_slurm_env_is_mapped() -> None:
+    env = {"SLURM_PROCID": "5", "SLURM_STEP_NUM_TASKS": "8", "SLURM_LOCALID": "1", "SLURM_NODEID": "1",
+           "SLURM_STEP_TASKS_PER_NODE": "4(x2)", "SLURM_JOB_NODELIST": "gpu07", "SLURM_JOB_ID": "4242",
+           "SLURM_NTASKS": "8"}
+    i = read_dist_info(env)
+    assert (i.rank, i.world_size, i.local_rank, i.local_world_size, i.launcher) == (5, 8, 1, 4, "slurm")
+    assert i.master_addr == "gpu07" and i.master_port == 10000 + 4242
+    assert env["RANK"] == "5" and env["WORLD_SIZE"] == "8" and env["LOCAL_WORLD_SIZE"] == "4"
+
+
+def test_dist_info_single_and_batch_script() -> None:
+    # An sbatch script without srun has SLURM_PROCID but no step variables: a single process.
+    env = {"SLURM_PROCID": "0", "SLURM_NTASKS": "4"}
+    i = read_dist_info(env)
+    assert (i.rank, i.world_size, i.launcher) == (0, 1, "single") and int(env["MASTER_PORT"]) > 0
+    assert parse_tasks_per_node("4(x2),3", 2) == 3
+    with pytest.raises(ValueError, match="inconsistent"):
+        read_dist_info({"RANK": "2", "WORLD_SIZE": "2"})
+
+
+def _fake_ckpt(root: Path, step: int, complete: bool = True) -> Path:
+    d = root / ck.step_name(step)
+    d.mkdir(parents=True)
+    if complete:
+        ck.mark_complete(d)
+    return d
+
+
+def test_checkpoint_listing_and_prune(tmp_path: Path) -> None:
+    root = tmp_path / "checkpoints"
+    for s in (10, 20, 30):
+        _fake_ckpt(root, s)
+    _fake_ckpt(root, 25, complete=False)  # crash leftover, older than the newest complete
+    _fake_ckpt(root, 40, complete=False)  # in flight: must survive
+    assert [s for s, _ in ck.list_checkpoints(root)] == [10, 20, 30]
+    assert ck.newest_complete(tmp_path) == root / "step_00000030"
+    ck.prune(root, keep_last=2)
+    assert sorted(p.name for p in root.iterdir()) == ["step_00000020", "step_00000030", "step_00000040"]
+    assert ck.resolve_checkpoint(tmp_path) == root / "step_00000030"
+    with pytest.raises(ValueError, match="incomplete"):
+        ck.resolve_checkpoint(root / "step_00000040")
+
+
+def test_rng_roundtrip_is_json() -> None:
+    state = json.loads(json.dumps(ck.capture_rng()))
+    a = (random.random(), float(np.random.rand()), torch.rand(3))
+    ck.restore_rng(state)
+    b = (random.random(), float(np.random.rand()), torch.rand(3))
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+
+
+def test_compare_configs_names_arch_field() -> None:
+    old = RunConfig(model=ModelConfig(n_layer=4, n_embd=64, head_size=16))
+    new = RunConfig(model=ModelConfig(n_layer=4, n_embd=128, head_size=16))
+    with pytest.raises(ValueError, match=r"model\.n_embd"):
+        ck.compare_configs(old, new)
+    new = RunConfig(model=ModelConfig(n_layer=4, n_embd=64, head_size=16, wkv_backend="naive"))
+    new.optim.lr = 1e-3
+    changes = ck.compare_configs(old, new)
+    assert any("optim.lr" in c for c in changes) and any("wkv_backend" in c for c in changes)
+
+
+def test_metrics_math_and_sink(tmp_path: Path) -> None:
+    assert peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == 989.0
+    assert peak_tflops("NVIDIA A100-SXM4-40GB", "fp32") == 156.0
+    assert peak_tflops("cpu", "bf16") is None and peak_tflops("cpu", "bf16", 1.5) == 1.5
+    assert mfu(6e9, 1000.0, 12.0) == pytest.approx(0.5)
+    sink = MetricsSink(tmp_path, True, 10, 0, progress_bar=True)
+    sink.log({"step": 1, "loss": 2.5})
+    sink.progress(1, 2.5)
+    sink.close()
+    assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {"step": 1, "loss": 2.5}
+
+
+def test_preemption_flag_only_sets_a_flag() -> None:
+    flag = PreemptionFlag().install()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert flag.is_set and flag.describe() == "SIGUSR1"
+    finally:
+        flag.uninstall()
+    assert EXIT_REQUEUE == 75
