@@ -1,0 +1,61 @@
+"""Cache memory accounting (spec §10.1, §10.4, §12.6): measured bytes == formula, the paper's ratios."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _model_testing import random_model, tiny_cfg
+
+from gf_train.config.model import ModelConfig
+from gf_train.model import build_model
+from gf_train.model.cache import growth_bytes_per_token
+
+
+def _growth(model, dtype_ids=torch.int32, n0: int = 3) -> tuple[int, object]:
+    dev = model.emb.weight.device
+    ids = torch.zeros(1, n0, dtype=torch.long, device=dev)
+    _, cache = model.prefill(ids, token_dtype=dtype_ids)
+    before = cache.nbytes_growing()
+    _, cache = model.decode(ids[:, 0], cache)
+    return cache.nbytes_growing() - before, cache
+
+
+def test_paper_ratio_1p5b_on_meta() -> None:
+    gf = build_model(ModelConfig(arch="goldfinch", n_layer=24, n_embd=2048, wkv_backend="torch",
+                                 attn_backend="sdpa"), "meta").to(torch.bfloat16)
+    ll = build_model(ModelConfig(arch="llama", n_layer=24, n_embd=2048, attn_backend="sdpa"),
+                     "meta").to(torch.bfloat16)
+    g32, cache = _growth(gf, torch.int32)
+    g16, _ = _growth(gf, torch.uint16)
+    gl, _ = _growth(ll)
+    assert g32 == 128 * 2 + 4 == growth_bytes_per_token(cache.kinds, 2048, 128, 2, 4)
+    assert g16 == 128 * 2 + 2
+    assert gl == 2 * 24 * 2048 * 2 == 196_608
+    assert round(gl / g32, 1) == 756.2  # abstract: C/16 + 2 entries (32-bit token id)
+    assert gl / g16 == pytest.approx(762.0, abs=0.05)  # Table 1: C/16 + 1 entries
+    # fixed-size state: 16·(32·64·64 + 2·2048) + 8·2·2048 numbers (§10.1), WKV in fp32, shifts in bf16
+    parts = cache.nbytes_by_type()
+    assert parts["finch_state"] == 16 * (32 * 64 * 64 * 4 + 2 * 2048 * 2)
+    assert parts["gold_state"] == 8 * 2 * 2048 * 2
+    assert parts["key_cache"] == 4 * 128 * 2 and parts["token_ids"] == 4 * 4
+    assert cache.nbytes() == sum(parts.values())
+
+
+@pytest.mark.parametrize("arch", ["goldfinch", "llama", "finch"])
+def test_small_model_growth_matches_formula(arch: str) -> None:
+    cfg = tiny_cfg(arch)
+    model = random_model(cfg)
+    g, cache = _growth(model, n0=5)
+    assert g == growth_bytes_per_token(cache.kinds, cfg.n_embd, cfg.kv_dim, 4, 4)
+    if arch == "finch":
+        assert g == 0
+    _, c2 = model.prefill(torch.zeros(2, 7, dtype=torch.long), key_mode="decompressed")
+    if arch == "goldfinch":
+        assert c2.keys.shape == (2, 7, cfg.n_embd) and c2.token_ids.dtype == torch.int32
+        assert c2.nbytes_by_type()["key_cache"] == 2 * 7 * cfg.n_embd * 4
+
+
+def test_compressed_cache_stores_c_not_kc() -> None:
+    cfg = tiny_cfg("goldfinch")
+    _, cache = random_model(cfg).prefill(torch.zeros(2, 9, dtype=torch.long))
+    assert cache.keys.shape == (2, 9, cfg.kv_dim) and cache.token_ids.shape == (2, 9)
