@@ -3,7 +3,10 @@ that returns the output, the final state and every gradient (r, k, v, w, u, init
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from gf_kernels import wkv6
@@ -43,13 +46,15 @@ def make_inputs(
 
 
 def run(
-    inp: dict[str, torch.Tensor | None], backend: str, *, grads: bool = True, seed: int = 1
+    inp: dict[str, torch.Tensor | None], backend: str | Callable[..., Any], *, grads: bool = True, seed: int = 1
 ) -> dict[str, torch.Tensor]:
-    """Run wkv6 with final state; backprop fixed random cotangents; return NAMES -> tensors."""
+    """Run wkv6 (or a backend function with wkv6's signature minus ``backend``) with final state;
+    backprop fixed random cotangents; return NAMES -> tensors."""
     xs = {n: (t.detach().clone().requires_grad_(grads) if t is not None else None) for n, t in inp.items()}
-    o, s = wkv6(
+    fn = functools.partial(wkv6, backend=backend) if isinstance(backend, str) else backend
+    o, s = fn(
         xs["r"], xs["k"], xs["v"], xs["w"], xs["u"],
-        initial_state=xs["h0"], output_final_state=True, backend=backend,
+        initial_state=xs["h0"], output_final_state=True,
     )
     assert s is not None
     res = {"o": o.detach(), "state": s.detach()}

@@ -7,6 +7,7 @@ finiteness check in ``compare``. The ``gpu`` tests repeat the comparison in bf16
 
 from __future__ import annotations
 
+import functools
 import os
 
 import pytest
@@ -72,6 +73,15 @@ def test_triton_state_passing(backend: str) -> None:
     split = run_split(inp, backend, cut)
     for n, ref in full.items():
         assert rel_rms(split[n], ref) < 1e-4, n
+
+
+def test_triton_v_split_blocks() -> None:
+    """V split over programs (BV = 16, V = 48 -> 3 blocks, the last one partial): same as naive."""
+    from gf_kernels.wkv6.chunk import wkv6_chunk_triton
+
+    inp = make_inputs(2, 37, 2, 16, 48, seed=13, device=_device())
+    fn = functools.partial(wkv6_chunk_triton, block_v=16)
+    compare(run(inp, fn), run(inp, "naive"))
 
 
 def test_decode_t1_matches_chunk_and_torch() -> None:
