@@ -1,0 +1,133 @@
+"""`gf-train export`: a complete training checkpoint -> a Hugging Face-loadable, Apache-2.0 export folder.
+
+Owner: `gf_train.export`. Finds the checkpoint with the trainer's own helpers
+(`gf_train.train.checkpoint`), consolidates the ZeRO partitions with DeepSpeed's zero_to_fp32 API
+(through `gf_train.dist.engine.fp32_state_dict`, the one place that imports deepspeed), reads the
+resolved config, client state, data manifests and metrics for the model card, and hands everything
+to `gf_train.export.hf_dir.write_export` (atomic). Every check that can fail runs before the first
+byte is written.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from gf_train.export.card import CardInfo
+from gf_train.export.hf_dir import ExportInputs, check_destination, parse_dtype, write_export
+from gf_train.export.safetensors_io import DEFAULT_MAX_SHARD_BYTES
+
+STRIP_PREFIXES = ("module.", "_orig_mod.", "_forward_module.")
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A complete step directory from RUN_DIR, RUN_DIR/checkpoints or a step directory."""
+    from gf_train.train.checkpoint import COMPLETE, checkpoints_dir, is_complete, resolve_checkpoint
+
+    p = Path(path)
+    if not p.exists():
+        alt = checkpoints_dir(p.parent) / p.name  # RUN_DIR/step_N given for RUN_DIR/checkpoints/step_N
+        if not alt.exists():
+            raise ValueError(f"checkpoint {p} does not exist; pass a run directory or one of its "
+                             f"checkpoints/step_XXXXXXXX directories")
+        p = alt
+    if p.name.startswith("step_") and p.is_dir() and not is_complete(p):
+        raise ValueError(f"checkpoint {p} is incomplete (no {COMPLETE} marker: its save was interrupted); "
+                         f"export an older step or the run directory (newest complete checkpoint)")
+    try:
+        return resolve_checkpoint(p)
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from e
+
+
+def strip_wrappers(state: dict[str, Any]) -> dict[str, Any]:
+    """Drop the prefixes DeepSpeed / torch.compile wrappers add to parameter names."""
+    out = dict(state)
+    changed = True
+    while changed and out:
+        changed = False
+        for pre in STRIP_PREFIXES:
+            if all(k.startswith(pre) for k in out):
+                out = {k[len(pre):]: v for k, v in out.items()}
+                changed = True
+    return out
+
+
+def last_losses(run_dir: Path, step: int | None) -> tuple[float | None, float | None]:
+    """The last logged train loss and val loss at or before `step` (None when not logged)."""
+    from gf_train.export.plot import read_metrics
+
+    try:
+        rows = read_metrics(run_dir)
+    except FileNotFoundError:
+        return None, None
+    train = val = None
+    for r in rows:
+        if step is not None and r["step"] > step:
+            continue
+        for key in ("loss", "val_loss"):
+            v = r.get(key)
+            if isinstance(v, int | float) and math.isfinite(v):
+                if key == "loss":
+                    train = float(v)
+                else:
+                    val = float(v)
+    return train, val
+
+
+def data_summary(cfg: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """One line per data stream of the run (tokens, bytes from its manifest) and the tokenizer spec."""
+    from gf_train.data import read_manifest
+
+    out, spec = [], None
+    for split, streams in (("train", cfg.data.train), ("val", cfg.data.val)):
+        for s in streams:
+            try:
+                m = read_manifest(s.path)
+            except (FileNotFoundError, ValueError):
+                out.append({"path": s.path})
+                continue
+            part = m["splits"].get(Path(s.path).name) or m["splits"].get(split) or {}
+            spec = spec or m["tokenizer"].get("spec") or m["tokenizer"].get("name")
+            out.append({"path": s.path, "tokens": part.get("tokens"), "bytes": part.get("utf8_bytes"),
+                        "tokenizer": m["tokenizer"].get("name")})
+    return out, spec
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "bf16", overwrite: bool = False,
+                      max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, tokenizer: str | None = None) -> Path:
+    """Export the newest complete checkpoint under `checkpoint` (or that step directory) into `out`."""
+    from gf_train.config import dump, loads
+    from gf_train.dist.engine import fp32_state_dict
+    from gf_train.model.flops import param_count
+    from gf_train.train.checkpoint import DS_TAG, read_client_state
+
+    parse_dtype(dtype)
+    out_path = Path(out).resolve()
+    check_destination(out_path, overwrite)
+    step_dir = find_checkpoint(checkpoint)
+    cfg_file = step_dir / "config.yaml"
+    if not cfg_file.is_file() or not (step_dir / DS_TAG).is_dir():
+        raise ValueError(f"checkpoint {step_dir} lacks config.yaml or its DeepSpeed folder {DS_TAG}/; "
+                         "is it a gf-train checkpoint?")
+    run_cfg = loads(cfg_file.read_text())
+    client = read_client_state(step_dir)
+    state = strip_wrappers(fp32_state_dict(step_dir, DS_TAG))
+    data, spec = data_summary(run_cfg)
+    tok = None
+    spec = tokenizer or spec
+    if spec is not None:
+        from gf_train.data.tokenizers import load_tokenizer
+
+        tok = load_tokenizer(spec)
+    step = client.get("step")
+    run_dir = step_dir.parent.parent
+    train_loss, val_loss = last_losses(run_dir, step)
+    card = CardInfo(name=f"{run_cfg.run_name} (step {step})", model={}, n_params=param_count(run_cfg.model),
+                    dtype=dtype, tokenizer=tok.name if tok is not None else "none", step=step,
+                    tokens=client.get("tokens"), train_loss=train_loss, val_loss=val_loss,
+                    source=f"{step_dir}", data=data)
+    inputs = ExportInputs(state_dict=state, model=run_cfg.model, card=card, tokenizer=tok,
+                          training_config_yaml=dump(run_cfg))
+    return write_export(inputs, out_path, dtype=dtype, overwrite=overwrite, max_shard_bytes=max_shard_bytes)

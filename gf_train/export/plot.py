@@ -1,0 +1,76 @@
+"""Plot a run's metrics.jsonl (loss, lr, tokens/s, MFU against step) into a PNG with matplotlib's Agg backend.
+
+Owner: `gf_train.export`. Reads the JSON lines the trainer writes (keys `step`, `loss`, `val_loss`, `lr`,
+`tokens_per_s`, `mfu`); lines that are not JSON objects (a torn last line after a crash) are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+PANELS = (("loss", ("loss", "val_loss")), ("learning rate", ("lr",)), ("tokens / s", ("tokens_per_s",)),
+          ("MFU", ("mfu",)))
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "metrics.jsonl"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} does not exist; pass a run directory written by `gf-train train`")
+    rows = []
+    for line in p.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int | float):
+            rows.append(row)
+    return rows
+
+
+def series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for r in rows:
+        v = r.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            xs.append(float(r["step"]))
+            ys.append(float(v))
+    return xs, ys
+
+
+def plot_metrics(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write the 2x2 figure; default path RUN_DIR/metrics.png. Returns the PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run_dir)
+    if not rows:
+        raise ValueError(f"{run_dir}: metrics.jsonl has no rows with a step; has the run logged yet?")
+    base = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
+    out_path = Path(out) if out is not None else base / "metrics.png"
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
+    for ax, (title, keys) in zip(axes.flat, PANELS):
+        drawn = False
+        for key in keys:
+            xs, ys = series(rows, key)
+            if xs:
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
+                drawn = True
+        if not drawn:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+        elif len(keys) > 1:
+            ax.legend()
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{base.name}: {len(rows)} logged steps")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
