@@ -132,3 +132,19 @@ def test_prefill_validates_inputs() -> None:
         model.prefill(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="key_mode"):
         model.prefill(_ids(), key_mode="fp8")
+
+
+@pytest.mark.parametrize("arch", ["goldfinch", "finch", "llama"])
+def test_fast_backends_match_forward(arch: str) -> None:
+    """The chunked torch WKV kernel (with carried state) and sdpa give the same invariants."""
+    model = random_model(tiny_cfg(arch, wkv_backend="torch", attn_backend="sdpa"))
+    ids = _ids(T=40)
+    with torch.no_grad():
+        full = model(ids)
+    logits, cache = model.prefill(ids[:, :20], chunk_size=7)
+    assert rel_err(logits, full[:, 19]) < TOL
+    logits, cache = model.prefill(ids[:, 20:36], cache)
+    assert rel_err(logits, full[:, 35]) < TOL
+    for t in range(36, 40):
+        logits, cache = model.decode(ids[:, t], cache)
+        assert rel_err(logits, full[:, t]) < TOL, t
