@@ -109,3 +109,32 @@ def test_flops_formula() -> None:
 def test_meta_build_has_no_storage() -> None:
     model = build_model(ModelConfig(arch="goldfinch", n_layer=24, n_embd=2048), device="meta")
     assert all(p.device == torch.device("meta") for p in model.parameters())
+
+
+def _group(name: str, p: torch.Tensor) -> str:
+    """Spec §8.4 rules (first match), as the trainer applies them by name."""
+    if "_w1" in name or "_w2" in name:
+        return "1x"
+    if "time_mix" in name or "time_maa" in name:
+        return "1x"
+    if "time_decay" in name:
+        return "2x"
+    if "time_faaaa" in name or name.endswith(".bias"):
+        return "1x"
+    if len(p.squeeze().shape) >= 2:
+        return "decay"
+    return "1x"
+
+
+def test_parameter_names_fit_optimizer_groups_spec_12_8() -> None:
+    model = build_model(ModelConfig(arch="goldfinch", n_layer=6, n_embd=128, vocab_size=256), "meta")
+    groups = {n: _group(n, p) for n, p in model.named_parameters()}
+    assert groups["blocks.0.att.time_decay"] == "2x" and groups["blocks.0.att.time_decay_w1"] == "1x"
+    assert groups["blocks.5.att.time_maa_kv_w2"] == "1x" and groups["blocks.5.att.time_key_w1"] == "1x"
+    assert groups["w_kv_cache_a.weight"] == groups["w_kv_cache_b.weight"] == "decay"
+    assert groups["emb.weight"] == groups["head.weight"] == groups["blocks.5.att.query.weight"] == "decay"
+    assert groups["blocks.3.att.ln_x.weight"] == "1x" and groups["blocks.0.ln0.bias"] == "1x"
+    assert {n for n, g in groups.items() if g == "2x"} == {f"blocks.{i}.att.time_decay" for i in range(4)}
+    # every decayed tensor is a matrix (no vector or LoRA factor slips into weight decay)
+    assert all(p.dim() == 2 and not n.endswith(("_w1", "_w2")) for n, p in model.named_parameters()
+               if groups[n] == "decay")
