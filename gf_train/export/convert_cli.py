@@ -1,7 +1,7 @@
-"""`gf-train convert --from goldfinch-paper|rwkv-lm CKPT.pth --out DIR [key=value ...]`.
+"""`gf-train convert --from goldfinch-paper|rwkv-lm CKPT.pth --out DIR [--set key=value ...]`.
 
 Owner: `gf_train.export` (argument parsing only; the work is `gf_train.export.convert.convert_reference`).
-`key=value` pairs set ModelConfig fields the weights cannot show (e.g. `ctx_len=4096 rope=true`).
+`--set key=value` sets ModelConfig fields the weights cannot show (e.g. `--set ctx_len=4096 --set rope=true`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="fp32", help="fp32 (default) or bf16")
     parser.add_argument("--tokenizer", default="rwkv_world", help="tokenizer to ship (default rwkv_world)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    parser.add_argument("overrides", nargs="*", help="ModelConfig fields, e.g. ctx_len=4096 rope=true")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a ModelConfig field the weights cannot show (repeatable), e.g. --set ctx_len=4096")
 
 
 def main(args: argparse.Namespace) -> int:

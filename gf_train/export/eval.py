@@ -1,14 +1,16 @@
 """Loss, perplexity and bits per byte of a model on a tokenized (MDS) dataset split.
 
-Owner: `gf_train.export`. Reads every sample of the split in order (`streaming.LocalDataset`, no
-shuffling, no shared-memory machinery): a sample is `seq_len + 1` tokens, inputs the first `seq_len`,
-targets the last. Loss is the mean cross entropy in nats per predicted token; bits per byte converts it
-with the manifest's UTF-8 bytes per token of that split (`gf_train.data.bits_per_byte`).
+Owner: `gf_train.export`. Reads every sample of the split in its natural order with the data package's
+loader (`gf_train.data.build_loader`, one sample per micro-batch so no tail is dropped): a sample is
+`seq_len + 1` tokens, inputs the first `seq_len`, targets the last `seq_len`. Loss is the mean cross
+entropy in nats per predicted token; bits per byte converts it with the manifest's UTF-8 bytes per
+token of that split (`gf_train.data.bits_per_byte`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,17 +40,22 @@ def resolve_split(data: str | Path, split: str = "val") -> tuple[Path, str]:
                      "pass the --out folder of data_prep/tokenize.py or one of its split folders")
 
 
-def iter_batches(split_dir: Path, batch_size: int, max_samples: int | None = None):
-    from gf_train.data.compat import ensure_torchvision
+def iter_batches(split_dir: Path, batch_size: int, max_samples: int | None = None) -> Iterator[torch.Tensor]:
+    """[b, seq_len + 1] token rows in the split's natural order, through the data package's own loader."""
+    from gf_train.config.data import DataConfig, StreamConfig
+    from gf_train.data import build_loader, read_manifest
 
-    ensure_torchvision()
-    from streaming import LocalDataset
-
-    ds = LocalDataset(local=str(split_dir))
-    n = len(ds) if max_samples is None else min(len(ds), max_samples)
-    for start in range(0, n, batch_size):
-        rows = [torch.as_tensor(ds[i]["tokens"].astype("int64")) for i in range(start, min(n, start + batch_size))]
-        yield torch.stack(rows)
+    seq_len = int(read_manifest(split_dir)["seq_len"])
+    loader = build_loader(DataConfig(val=[StreamConfig(path=str(split_dir))], shuffle=False), "val",
+                          seq_len=seq_len, micro_batch=1, global_batch=1, world_size=1, rank=0)
+    rows: list[torch.Tensor] = []
+    for x, y in loader.iter(max_samples):
+        rows.append(torch.cat([x, y[:, -1:]], dim=1))
+        if len(rows) == batch_size:
+            yield torch.cat(rows)
+            rows = []
+    if rows:
+        yield torch.cat(rows)
 
 
 @torch.no_grad()

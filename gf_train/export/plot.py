@@ -17,7 +17,7 @@ PANELS = (("loss", ("loss", "val_loss")), ("learning rate", ("lr",)), ("tokens /
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     p = Path(path)
-    if p.is_dir():
+    if p.is_dir() or p.suffix != ".jsonl":
         p = p / "metrics.jsonl"
     if not p.is_file():
         raise FileNotFoundError(f"{p} does not exist; pass a run directory written by `gf-train train`")
