@@ -21,6 +21,8 @@ fp32 inputs use IEEE dots, bf16/fp16 inputs TF32 dots on the GPU.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -30,6 +32,13 @@ from .chunk_torch import W_MIN
 from .grad import decay_and_bonus_grads
 
 BT = 16  # chunk length (tl.dot needs >= 16)
+
+
+def _configs() -> list[triton.Config]:
+    """Launch configs to tune on a GPU; one config under the interpreter (autotune can't time there)."""
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        return [triton.Config({}, num_warps=4)]
+    return [triton.Config({}, num_warps=nw, num_stages=ns) for nw in (4, 8) for ns in (1, 2, 3)]
 
 
 @triton.jit
@@ -78,6 +87,7 @@ def _pairwise(ge, g, BT_: tl.constexpr):
     return tl.exp(tl.where(strict, ge[:, None, :] - g[None, :, :], float("-inf")))
 
 
+@triton.autotune(configs=_configs(), key=["K", "V", "BV", "IEEE"])
 @triton.jit
 def _fwd_kernel(r, k, v, w, u, h0, o, ht, hs, T,
                 H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
@@ -102,7 +112,8 @@ def _fwd_kernel(r, k, v, w, u, h0, o, ht, hs, T,
     eye = ot[:, None] == ot[None, :]
     for ic in range(NT):
         t = ic * BT_ + ot
-        rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(r, k, v, w, base_k, base_v, t, T, H, K, V, BK, BV, WMIN, i_v)
+        rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
+            r, k, v, w, base_k, base_v, t, T, H, K, V, BK, BV, WMIN, i_v)
         g, ge, gL = _decays(ww, BT_)
         if SAVE_H:
             tl.store(hs + (i_bh * NT + ic) * K * V + pkv, S, mask=mkv)
@@ -118,6 +129,7 @@ def _fwd_kernel(r, k, v, w, u, h0, o, ht, hs, T,
     tl.store(ht + i_bh * K * V + pkv, S, mask=mkv)
 
 
+@triton.autotune(configs=_configs(), key=["K", "V", "BV", "IEEE"])
 @triton.jit
 def _bwd_kernel(r, k, v, w, u, hs, do, dht, dr, dk, dv, dh0, T,
                 H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
@@ -144,7 +156,8 @@ def _bwd_kernel(r, k, v, w, u, hs, do, dht, dr, dk, dv, dh0, T,
     for j in range(NT):
         ic = NT - 1 - j
         t = ic * BT_ + ot
-        rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(r, k, v, w, base_k, base_v, t, T, H, K, V, BK, BV, WMIN, i_v)
+        rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
+            r, k, v, w, base_k, base_v, t, T, H, K, V, BK, BV, WMIN, i_v)
         dO = tl.load(do + pv, mask=mtv, other=0.0).to(tl.float32)  # [BT, BV]
         S = tl.load(hs + (i_bh * NT + ic) * K * V + pkv, mask=mkv, other=0.0)  # chunk-start state
         g, ge, gL = _decays(ww, BT_)
