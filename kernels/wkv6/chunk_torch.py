@@ -1,17 +1,18 @@
-"""WKV-6 chunked in plain PyTorch: the CPU training path (any device), gradients by autograd.
+"""WKV-6 chunked in plain PyTorch: the CPU training path (any device), with a hand-written backward.
 
-The sequence is cut into chunks of C tokens (default 64) and each chunk into sub-chunks of c
-tokens (default 16). All decays are handled in log space in fp32 with every exponent <= 0:
+The sequence is cut into chunks of C tokens (default 64). All decays are handled in log space in
+fp32 with every exponent <= 0 (see README.md for the maths):
 
 * inter-chunk: the K x V state at each chunk start is carried by a short loop over chunks;
   a token sees it through r_t * exp(ge_t) (ge = exclusive in-chunk cumsum of w, <= 0) and the
   chunk adds k_s * exp(gL - g_s) (gL = chunk total, g_s inclusive cumsum, gL <= g_s).
-* intra-chunk, off-diagonal sub-blocks (query sub-chunk a > key sub-chunk b): matmuls of
-  r_t * exp(ge_t - z_a) and k_s * exp(z_a - g_s), z_a = ge at the first token of sub-chunk a
-  (the GLA "secondary chunking" normalisation; both exponents <= 0).
-* intra-chunk, diagonal sub-blocks: exact pairwise factors exp(ge_t - g_s) for s < t, element-wise
-  over K, plus the u bonus on t == s.
+* intra-chunk: a binary tree of off-diagonal blocks. At level c = 1, 2, ... C/2 the second half of
+  every 2c-token block attends the first half through r_t exp(ge_t - z) and k_s exp(z - g_s),
+  z = g at the last token of the first half (secondary chunking, applied recursively).
+* the u bonus on the diagonal.
 
+The backward pass recomputes the cheap pieces, produces dr, dk, dv, dh0 with the same blocks, and
+takes dw, du from the exponent-free identity in ``grad.py`` (no gradient flows through any exp).
 The log-decay is clamped at ``W_MIN`` (exp(-40) = 4e-18 is already "forget everything" in fp32);
 this bounds the in-chunk cumsums so that their differences stay accurate (see README.md).
 """
@@ -20,48 +21,146 @@ from __future__ import annotations
 
 import torch
 
+from .grad import decay_and_bonus_grads
+
 W_MIN = -40.0  # log-decay floor shared by all fast paths (see module docstring)
 
 
-def _round_up(x: int, m: int) -> int:
-    return (x + m - 1) // m * m
+class _Prepped:
+    """fp32, zero-padded, chunked views [B, H, N, C, *] of the inputs plus the cumulative decays."""
+
+    def __init__(self, r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, C: int) -> None:
+        B, T, H, _ = r.shape
+        self.B, self.T, self.H, self.C = B, T, H, C
+        self.Tp = (T + C - 1) // C * C
+        self.N = self.Tp // C
+        self.r, self.k, self.v = self.chunk(r), self.chunk(k), self.chunk(v)
+        wf = self.chunk(w.float().clamp(min=W_MIN))  # padded tokens: w = 0 (no decay), k = 0 (no input)
+        self.g = wf.cumsum(-2)  # [B, H, N, C, K] inclusive
+        self.ge = self.g - wf  # exclusive
+        self.gL = self.g[..., -1:, :]  # [B, H, N, 1, K]
+
+    def chunk(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, H, D] -> [B, H, N, C, D] fp32 contiguous
+        x = x.float().transpose(1, 2)
+        if self.Tp != self.T:
+            x = torch.nn.functional.pad(x, (0, 0, 0, self.Tp - self.T))
+        return x.reshape(self.B, self.H, self.N, self.C, x.shape[-1]).contiguous()
+
+    def unchunk(self, x: torch.Tensor) -> torch.Tensor:  # [B, H, N, C, D] -> [B, T, H, D]
+        return x.reshape(self.B, self.H, self.Tp, x.shape[-1])[:, :, : self.T].transpose(1, 2).contiguous()
+
+    def halves(self, x: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views of the first / second half of every 2c-token block: [B, H, N, C/2c, c, D] each."""
+        x = x.view(self.B, self.H, self.N, self.C // (2 * c), 2, c, x.shape[-1])
+        return x[..., 0, :, :], x[..., 1, :, :]
+
+    def level(self, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tree level c >= 2: decay factors exp(ge_t - z) (second halves), exp(z - g_s) (first halves),
+        z = g at the last token of the first half (both exponents <= 0), and the c x c block X."""
+        (g0, _), (_, ge1) = self.halves(self.g, c), self.halves(self.ge, c)
+        z = g0[..., -1:, :]
+        er, ek = torch.exp(ge1 - z), torch.exp(z - g0)  # [B, H, N, C/2c, c, K]
+        _, r1 = self.halves(self.r, c)
+        k0, _ = self.halves(self.k, c)
+        return er, ek, (r1 * er) @ (k0 * ek).transpose(-1, -2)
 
 
-def _intra(rf: torch.Tensor, kf: torch.Tensor, vf: torch.Tensor, g: torch.Tensor, ge: torch.Tensor) -> torch.Tensor:
-    """Strictly causal in-chunk part of o, sum_{s<t} (r_t . k_s exp(ge_t - g_s)) v_s, all [B, H, N, C, *].
-
-    Level by level (c = 1, 2, 4, ... C/2) every block of 2c tokens is split into halves; the second
-    half attends the first through one c x c matrix built from r_t exp(ge_t - z) and k_s exp(z - g_s),
-    z = g at the last token of the first half, so both exponents are <= 0. Every (t, s) pair with s < t
-    is covered exactly once (by the level where t and s first fall into different halves).
-    """
-    B, H, N, C, K = rf.shape
-    V = vf.shape[-1]
-    out = torch.zeros(B, H, N, C, V, dtype=rf.dtype, device=rf.device)
+def _forward(p: _Prepped, u: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns o [B, H, N, C, V], the chunk-start states [B, H, N, K, V] and the final state."""
+    q_hat = p.r * torch.exp(p.ge)  # [B, H, N, C, K]
+    kv = (p.k * torch.exp(p.gL - p.g)).transpose(-1, -2) @ p.v  # [B, H, N, K, V]
+    decay = torch.exp(p.gL).transpose(-1, -2)  # [B, H, N, K, 1]
+    starts = torch.empty_like(kv)
+    for n in range(p.N):
+        starts[:, :, n] = S
+        S = decay[:, :, n] * S + kv[:, :, n]
+    o = q_hat @ starts  # inter-chunk
+    o += (p.r * p.k * u[None, :, None, None, :]).sum(-1, keepdim=True) * p.v  # bonus
     c = 1
-    while c < C:
-        nb = C // (2 * c)
-
-        def halves(x: torch.Tensor, _nb: int = nb, _c: int = c) -> tuple[torch.Tensor, torch.Tensor]:
-            x = x.reshape(B, H, N, _nb, 2, _c, x.shape[-1])
-            return x[..., 0, :, :], x[..., 1, :, :]  # [B, H, N, nb, c, *] each
-
-        (_, r1), (k0, _), (v0, _) = halves(rf), halves(kf), halves(vf)
-        if c == 1:  # ge_1 == g_0: no decay between neighbours
-            X = (r1 * k0).sum(-1, keepdim=True)  # [B, H, N, nb, 1, 1]
+    while c < p.C:  # intra-chunk tree
+        _, o1 = p.halves(o, c)
+        v0, _ = p.halves(p.v, c)
+        if c == 1:  # neighbours: ge_1 == g_0, no decay
+            (_, r1), (k0, _) = p.halves(p.r, 1), p.halves(p.k, 1)
+            o1 += (r1 * k0).sum(-1, keepdim=True) * v0
         else:
-            (g0, _), (_, ge1) = halves(g), halves(ge)
-            z = g0[..., -1:, :]  # [B, H, N, nb, 1, K]
-            r_til = r1 * torch.exp(ge1 - z)
-            k_til = k0 * torch.exp(z - g0)
-            if c >= 8:
-                X = r_til @ k_til.transpose(-1, -2)  # [B, H, N, nb, c, c]
-            else:
-                X = (r_til.unsqueeze(-2) * k_til.unsqueeze(-3)).sum(-1)
-        contrib = X @ v0  # [B, H, N, nb, c, V]
-        out = out + torch.stack((torch.zeros_like(contrib), contrib), dim=-3).reshape(B, H, N, C, V)
+            o1 += p.level(c)[2] @ v0
         c *= 2
-    return out
+    return o, starts, S
+
+
+def _backward(
+    p: _Prepped, u: torch.Tensor, starts: torch.Tensor, dO: torch.Tensor, dht: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns dr, dk, dv [B, H, N, C, *] (full gradients, bonus included) and dh0 [B, H, K, V]."""
+    eg = torch.exp(p.ge)
+    ek = torch.exp(p.gL - p.g)
+    q_hat, k_hat = p.r * eg, p.k * ek
+    # state gradients: dS_after[n] = dL/d(state after chunk n)
+    qdo = q_hat.transpose(-1, -2) @ dO  # [B, H, N, K, V]
+    decay = torch.exp(p.gL).transpose(-1, -2)  # [B, H, N, K, 1]
+    dS = torch.zeros_like(starts[:, :, 0]) if dht is None else dht.float().clone()
+    dS_after = torch.empty_like(starts)
+    for n in reversed(range(p.N)):
+        dS_after[:, :, n] = dS
+        dS = decay[:, :, n] * dS + qdo[:, :, n]
+    dr = (dO @ starts.transpose(-1, -2)) * eg
+    dk = (p.v @ dS_after.transpose(-1, -2)) * ek
+    dv = k_hat @ dS_after
+    # bonus
+    uu = u[None, :, None, None, :]
+    dv += (p.r * p.k * uu).sum(-1, keepdim=True) * dO
+    d_bonus = (dO * p.v).sum(-1, keepdim=True)
+    dr += d_bonus * uu * p.k
+    dk += d_bonus * uu * p.r
+    # intra-chunk tree
+    c = 1
+    while c < p.C:
+        _, dO1 = p.halves(dO, c)
+        v0, _ = p.halves(p.v, c)
+        _, dr1 = p.halves(dr, c)
+        dk0, _ = p.halves(dk, c)
+        dv0, _ = p.halves(dv, c)
+        (_, r1), (k0, _) = p.halves(p.r, c), p.halves(p.k, c)
+        if c == 1:
+            X = (r1 * k0).sum(-1, keepdim=True)  # [..., 1, 1]
+            dX = (dO1 * v0).sum(-1, keepdim=True)
+            dv0 += X * dO1
+            dr1 += dX * k0
+            dk0 += dX * r1
+        else:
+            er, ek0, X = p.level(c)
+            dX = dO1 @ v0.transpose(-1, -2)  # [..., c, c]
+            dv0 += X.transpose(-1, -2) @ dO1
+            dr1 += (dX @ (k0 * ek0)) * er
+            dk0 += (dX.transpose(-1, -2) @ (r1 * er)) * ek0
+        c *= 2
+    return dr, dk, dv, dS
+
+
+class _TorchChunkWKV6(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, r, k, v, w, u, h0, chunk_size):  # type: ignore[override]
+        B, T, H, K = r.shape
+        V = v.shape[-1]
+        C = min(chunk_size, 1 << max(T - 1, 0).bit_length())  # short inputs: next power of two >= T
+        p = _Prepped(r, k, v, w, C)
+        S0 = h0.float() if h0 is not None else torch.zeros(B, H, K, V, dtype=torch.float32, device=r.device)
+        o, starts, ht = _forward(p, u.float(), S0)
+        ctx.save_for_backward(r, k, v, w, u, starts, ht)
+        ctx.C = C
+        ctx.h0_dtype = h0.dtype if h0 is not None else None
+        return p.unchunk(o).to(v.dtype), ht
+
+    @staticmethod
+    def backward(ctx, do, dht):  # type: ignore[override]
+        r, k, v, w, u, starts, ht = ctx.saved_tensors
+        p = _Prepped(r, k, v, w, ctx.C)
+        dr, dk, dv, dh0 = _backward(p, u.float(), starts, p.chunk(do), dht)
+        dr, dk, dv = p.unchunk(dr), p.unchunk(dk), p.unchunk(dv)
+        dw, du, dr, dk = decay_and_bonus_grads(r, k, v, w, u, do, dr, dk, ht, dht, W_MIN)
+        return (dr.to(r.dtype), dk.to(k.dtype), dv.to(v.dtype), dw.to(w.dtype), du.to(u.dtype),
+                dh0.to(ctx.h0_dtype) if ctx.h0_dtype is not None else None, None)
 
 
 def wkv6_chunk_torch(
@@ -78,46 +177,8 @@ def wkv6_chunk_torch(
     if chunk_size < 1 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size={chunk_size} must be a power of two.")
     B, T, H, K = r.shape
-    V = v.shape[-1]
-    dev = r.device
-    if initial_state is None:
-        S = torch.zeros(B, H, K, V, dtype=torch.float32, device=dev)
-    else:
-        S = initial_state.float()
     if T == 0:
-        return v.new_zeros(B, 0, H, V), (S if output_final_state else None)
-    C = min(chunk_size, 1 << max(T - 1, 0).bit_length())  # short inputs: the next power of two >= T
-    Tp = _round_up(T, C)
-    N = Tp // C
-
-    def prep(x: torch.Tensor) -> torch.Tensor:  # [B, T, H, D] -> [B, H, N, C, D] fp32, zero-padded
-        x = x.float().transpose(1, 2)
-        if Tp != T:
-            x = torch.nn.functional.pad(x, (0, 0, 0, Tp - T))
-        return x.reshape(B, H, N, C, x.shape[-1])
-
-    rf, kf, vf = prep(r), prep(k), prep(v)
-    wf = prep(w.float().clamp(min=W_MIN))  # padded tokens: w = 0 (no decay), k = 0 (no input)
-    uf = u.float()  # [H, K]
-
-    g = wf.cumsum(-2)  # [B, H, N, C, K] inclusive
-    ge = g - wf  # exclusive
-    gL = g[..., -1:, :]  # [B, H, N, 1, K] chunk total
-
-    # ---- inter-chunk: states at chunk starts, then r_t exp(ge_t) @ S_n
-    q_hat = rf * torch.exp(ge)  # [B, H, N, C, K]
-    k_hat = kf * torch.exp(gL - g)  # [B, H, N, C, K]
-    kv = k_hat.transpose(-1, -2) @ vf  # [B, H, N, K, V]
-    decay = torch.exp(gL).transpose(-1, -2)  # [B, H, N, K, 1]
-    starts = []
-    for n in range(N):
-        starts.append(S)
-        S = decay[:, :, n] * S + kv[:, :, n]
-    o = q_hat @ torch.stack(starts, dim=2)  # [B, H, N, C, V]
-
-    # ---- intra-chunk: binary tree of off-diagonal blocks, plus the u bonus on the diagonal
-    o = o + _intra(rf, kf, vf, g, ge)
-    o = o + (rf * kf * uf[None, :, None, None, :]).sum(-1, keepdim=True) * vf  # bonus, [B, H, N, C, V]
-
-    o = o.reshape(B, H, Tp, V)[:, :, :T].transpose(1, 2).to(v.dtype).contiguous()  # [B, T, H, V]
-    return o, (S if output_final_state else None)
+        S = initial_state.float() if initial_state is not None else r.new_zeros(B, H, K, v.shape[-1]).float()
+        return v.new_zeros(B, 0, H, v.shape[-1]), (S if output_final_state else None)
+    o, ht = _TorchChunkWKV6.apply(r, k, v, w, u, initial_state, chunk_size)
+    return o, (ht if output_final_state else None)
