@@ -27,16 +27,21 @@ def _check(
     initial_state: torch.Tensor | None,
 ) -> None:
     if r.dim() != 4 or v.dim() != 4:
-        raise ValueError(f"wkv6 expects r, k, w as [B, T, H, K] and v as [B, T, H, V]; got r{tuple(r.shape)}.")
+        raise ValueError(
+            f"wkv6 expects r, k, w as [B, T, H, K] and v as [B, T, H, V]; got r{tuple(r.shape)}."
+        )
     B, T, H, K = r.shape
     if k.shape != r.shape or w.shape != r.shape:
         raise ValueError(
-            f"wkv6: r{tuple(r.shape)}, k{tuple(k.shape)} and w{tuple(w.shape)} must have the same [B, T, H, K] shape."
+            f"wkv6: r{tuple(r.shape)}, k{tuple(k.shape)} and w{tuple(w.shape)} must have the same "
+            "[B, T, H, K] shape."
         )
     if v.shape[:3] != (B, T, H):
         raise ValueError(f"wkv6: v{tuple(v.shape)} must be [B={B}, T={T}, H={H}, V].")
     if u.shape != (H, K):
-        raise ValueError(f"wkv6: u{tuple(u.shape)} must be [H={H}, K={K}] (use u.view(H, K) for a flat bonus).")
+        raise ValueError(
+            f"wkv6: u{tuple(u.shape)} must be [H={H}, K={K}] (use u.view(H, K) for a flat bonus)."
+        )
     if initial_state is not None:
         want = (B, H, K, v.shape[-1])
         if tuple(initial_state.shape) != want:

@@ -96,3 +96,22 @@ def test_backend_resolution_and_errors() -> None:
 def test_poisoned_allocations_in_tests() -> None:
     assert poison_enabled()
     assert torch.isnan(new_output((2, 3), dtype=torch.float32, device=torch.device("cpu"))).all()
+
+
+def test_torch_backend_under_dynamo() -> None:
+    """The torch backend (a custom autograd.Function with a chunk loop) traces under torch.compile."""
+    inp = make_inputs(1, 40, 2, 16, 16, seed=21)
+    xs = [inp[n].clone().requires_grad_() for n in ("r", "k", "v", "w", "u")]  # type: ignore[union-attr]
+
+    def loss(r, k, v, w, u):  # type: ignore[no-untyped-def]
+        return wkv6(r * 1.0, k, v, w, u, backend="torch")[0].square().sum()
+
+    got = torch.compile(loss, backend="eager")(*xs)
+    got.backward()
+    grads = [x.grad.clone() for x in xs]  # type: ignore[union-attr]
+    ys = [inp[n].clone().requires_grad_() for n in ("r", "k", "v", "w", "u")]  # type: ignore[union-attr]
+    want = loss(*ys)
+    want.backward()
+    assert abs(got.item() - want.item()) <= 1e-5 * abs(want.item())
+    for a, y in zip(grads, ys):
+        assert rel_rms(a, y.grad) < 1e-5  # type: ignore[arg-type]
