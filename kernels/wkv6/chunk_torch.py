@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from .._alloc import new_output
 from .grad import decay_and_bonus_grads
 
 W_MIN = -40.0  # log-decay floor shared by all fast paths (see module docstring)
@@ -70,7 +71,7 @@ def _forward(p: _Prepped, u: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tenso
     q_hat = p.r * torch.exp(p.ge)  # [B, H, N, C, K]
     kv = (p.k * torch.exp(p.gL - p.g)).transpose(-1, -2) @ p.v  # [B, H, N, K, V]
     decay = torch.exp(p.gL).transpose(-1, -2)  # [B, H, N, K, 1]
-    starts = torch.empty_like(kv)
+    starts = new_output(kv.shape, dtype=kv.dtype, device=kv.device)  # every slice written below
     for n in range(p.N):
         starts[:, :, n] = S
         S = decay[:, :, n] * S + kv[:, :, n]
@@ -100,7 +101,7 @@ def _backward(
     qdo = q_hat.transpose(-1, -2) @ dO  # [B, H, N, K, V]
     decay = torch.exp(p.gL).transpose(-1, -2)  # [B, H, N, K, 1]
     dS = torch.zeros_like(starts[:, :, 0]) if dht is None else dht.float().clone()
-    dS_after = torch.empty_like(starts)
+    dS_after = new_output(starts.shape, dtype=starts.dtype, device=starts.device)
     for n in reversed(range(p.N)):
         dS_after[:, :, n] = dS
         dS = decay[:, :, n] * dS + qdo[:, :, n]
