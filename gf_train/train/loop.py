@@ -50,35 +50,30 @@ def _default_model_factory(model_cfg: Any) -> torch.nn.Module:
 
 
 def _default_loader_factory(cfg: RunConfig, split: str, derived: Any, info: DistInfo) -> Any:
-    from gf_train.data import build_loader
+    from gf_train.data import build_loader, check_vocab
 
+    if split == "train":
+        check_vocab(cfg.data, cfg.model.vocab_size)
     return build_loader(cfg.data, split, seq_len=cfg.model.ctx_len, micro_batch=derived.micro_batch,
                         global_batch=derived.global_batch, world_size=info.world_size, rank=info.rank)
 
 
 def _default_flops(model_cfg: Any) -> float | None:
-    try:
-        from gf_train.model.flops import flops_per_token
-    except ImportError:
-        return None
+    from gf_train.model.flops import flops_per_token
+
     return float(flops_per_token(model_cfg))
 
 
-def _bytes_per_token(cfg: RunConfig) -> float | None:
-    """Mean UTF-8 bytes per token of the validation data, from its manifest (for bits per byte)."""
+def _bits_per_byte(cfg: RunConfig, loss: float) -> float | None:
+    """Bits per UTF-8 byte of the validation data, from its manifest (None if it has no byte counts)."""
     if not cfg.data.val:
         return None
     try:
-        from gf_train.data import read_manifest
+        from gf_train.data import bits_per_byte, read_manifest
 
-        man = read_manifest(cfg.data.val[0].path)
-    except Exception:
+        return float(bits_per_byte(loss, read_manifest(cfg.data.val[0].path), "val"))
+    except (ImportError, FileNotFoundError, KeyError, ValueError, ZeroDivisionError):
         return None
-    get = man.get if isinstance(man, dict) else lambda k, d=None: getattr(man, k, d)
-    bpt = get("bytes_per_token", None)
-    if bpt is None and get("num_bytes", None) and get("num_tokens", None):
-        bpt = float(get("num_bytes")) / float(get("num_tokens"))
-    return float(bpt) if bpt else None
 
 
 def _seed_all(seed: int) -> None:
@@ -221,7 +216,8 @@ class _Trainer:
         self.engine.eval()
         total, n = torch.zeros((), dtype=torch.float64), 0
         with torch.no_grad():
-            for i, (x, y) in enumerate(loader):
+            batches = loader.iter(cfg.eval.max_batches) if hasattr(loader, "iter") else loader
+            for i, (x, y) in enumerate(batches):
                 if i >= cfg.eval.max_batches:
                     break
                 total += self.engine(x.to(self.device), y.to(self.device)).detach().double().cpu()
@@ -232,10 +228,7 @@ class _Trainer:
             self.log("validation: the val loader yielded no batch")
             return
         loss = float(vec[0] / vec[1])
-        bpt = _bytes_per_token(cfg)
-        row: dict[str, Any] = {"step": self.step, "val_loss": loss}
-        if bpt:
-            row["val_bpb"] = loss / math.log(2) / bpt
+        row: dict[str, Any] = {"step": self.step, "val_loss": loss, "val_bpb": _bits_per_byte(cfg, loss)}
         assert self.sink is not None
         self.sink.log(row)
 
