@@ -38,7 +38,7 @@ def _configs() -> list[triton.Config]:
     """Launch configs to tune on a GPU; one config under the interpreter (autotune can't time there)."""
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         return [triton.Config({}, num_warps=4)]
-    return [triton.Config({}, num_warps=nw, num_stages=ns) for nw in (4, 8) for ns in (1, 2, 3)]
+    return [triton.Config({}, num_warps=nw, num_stages=ns) for nw in (4, 8, 16) for ns in (1, 2)]
 
 
 @triton.jit

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,6 +118,17 @@ def test_no_triton_needed_for_torch_backend() -> None:
     wkv6(*(inp[n] for n in ("r", "k", "v", "w", "u")), backend="torch")
     new = {m for m in sys.modules if m.startswith("gf_kernels.wkv6.")} - before
     assert not any(m.endswith(("chunk", "fused_recurrent")) for m in new)
+
+
+@pytest.mark.parametrize("dtype", ["bf16", pytest.param("fp32", marks=pytest.mark.slow)])
+def test_kernels_compile_for_sm90(dtype: str) -> None:
+    """Ahead-of-time compile for an H100 target (no GPU needed): catches GPU-only compile errors."""
+    script = Path(__file__).with_name("_aot_compile.py")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    res = subprocess.run([sys.executable, str(script), dtype], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert res.stdout.count("compiled ") == 4, res.stdout
 
 
 # --------------------------------------------------------------------------- GPU (bf16)

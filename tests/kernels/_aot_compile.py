@@ -1,0 +1,59 @@
+"""Compile the WKV-6 Triton kernels ahead of time for an sm_90 (H100) target, no GPU needed.
+
+Run as a script with TRITON_INTERPRET unset (``test_wkv6_triton.py`` does so in a subprocess): it
+catches GPU-only compile errors (tl.dot shapes, dtypes, unsupported ops) that the interpreter misses.
+Prints one line per kernel and exits non-zero on the first failure. Usage:
+``python tests/kernels/_aot_compile.py [bf16] [fp32]``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.pop("TRITON_INTERPRET", None)
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+
+def compile_one(kern: object, sig: dict[str, str], consts: dict[str, object], num_warps: int) -> None:
+    fn = kern.fn if isinstance(kern, triton.runtime.Autotuner) else kern  # type: ignore[attr-defined]
+    full = dict(sig)
+    full.update({name: "constexpr" for name in consts})
+    src = ASTSource(fn=fn, signature=full,
+                    constexprs={(fn.arg_names.index(n),): v for n, v in consts.items()})  # type: ignore[attr-defined]
+    triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": 2})
+    print(f"compiled {fn.__name__} {sig['r']} num_warps={num_warps}")  # type: ignore[attr-defined]
+
+
+def main(dtypes: list[str]) -> None:
+    from gf_kernels.wkv6 import chunk as ck
+    from gf_kernels.wkv6 import fused_recurrent as fr
+
+    for dt in dtypes:
+        p = "*" + dt
+        ieee = dt == "fp32"
+        base = {"r": p, "k": p, "v": p, "w": p, "u": p}
+        shape = dict(H=4, K=64, V=64, BK=64, WMIN=-40.0)
+        compile_one(ck._fwd_kernel,
+                    {**base, "h0": "*fp32", "o": p, "ht": "*fp32", "hs": "*fp32", "T": "i32"},
+                    dict(shape, BT_=16, BV=32, HAS_H0=True, SAVE_H=True, IEEE=ieee), 8)
+        compile_one(ck._bwd_kernel,
+                    {**base, "hs": "*fp32", "do": p, "dht": "*fp32", "dr": "*fp32", "dk": "*fp32",
+                     "dv": "*fp32", "dh0": "*fp32", "T": "i32"},
+                    dict(shape, BT_=16, BV=32, HAS_DHT=True, HAS_H0=True, IEEE=ieee), 8)
+        compile_one(fr._rec_fwd_kernel, {**base, "h0": "*fp32", "o": p, "ht": "*fp32", "T": "i32"},
+                    dict(shape, BV=64, HAS_H0=True), 4)
+        compile_one(fr._rec_bwd_kernel,
+                    {**base, "h0": "*fp32", "do": p, "dht": "*fp32", "dr": "*fp32", "dk": "*fp32",
+                     "dv": "*fp32", "dh0": "*fp32", "T": "i32"},
+                    dict(shape, BV=64, HAS_H0=True, HAS_DHT=True), 4)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import conftest  # noqa: F401  (makes gf_kernels importable from the checkout)
+
+    main(sys.argv[1:] or ["bf16", "fp32"])
