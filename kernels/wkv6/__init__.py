@@ -113,13 +113,17 @@ def wkv6(
             f"wkv6(backend={name!r}) needs CUDA tensors (or TRITON_INTERPRET=1 for tests); "
             "use backend='torch' on CPU."
         )
-    if name == "triton":
-        from .chunk import wkv6_chunk_triton
-
-        return wkv6_chunk_triton(r, k, v, w, u, initial_state, output_final_state)
-    from .fused_recurrent import wkv6_fused_recurrent
-
-    return wkv6_fused_recurrent(r, k, v, w, u, initial_state, output_final_state)
+    try:
+        if name == "triton":
+            from .chunk import wkv6_chunk_triton as fn
+        else:
+            from .fused_recurrent import wkv6_fused_recurrent as fn
+    except ImportError as e:
+        raise ImportError(
+            f"wkv6(backend={name!r}) needs the triton package ({e}); install it (`pip install triton`) "
+            "or use backend='torch'."
+        ) from e
+    return fn(r, k, v, w, u, initial_state, output_final_state)
 
 
 def _interpreting() -> bool:

@@ -125,14 +125,34 @@ def test_dynamo_boundary() -> None:
 
 
 def test_no_triton_needed_for_torch_backend() -> None:
-    """The torch path must never import the Triton modules."""
-    import sys
-
-    inp = make_inputs(1, 5, 1, 16, 16)
-    before = {m for m in sys.modules if m.startswith("gf_kernels.wkv6.")}
-    wkv6(*(inp[n] for n in ("r", "k", "v", "w", "u")), backend="torch")
-    new = {m for m in sys.modules if m.startswith("gf_kernels.wkv6.")} - before
-    assert not any(m.endswith(("chunk", "fused_recurrent")) for m in new)
+    """With triton unimportable (macOS, CPU-only installs) gf_kernels imports and the torch,
+    naive and attention paths run; choosing a Triton backend there is a clear error."""
+    code = """
+import sys
+class _NoTriton:
+    def find_spec(self, name, path=None, target=None):
+        if name == "triton" or name.startswith("triton."):
+            raise ImportError("triton blocked for this test")
+        return None
+sys.meta_path.insert(0, _NoTriton())
+sys.path.insert(0, sys.argv[1])
+import conftest  # noqa: F401  (gf_kernels from the checkout)
+import torch
+from gf_kernels import causal_attention, wkv6
+x = torch.randn(1, 5, 2, 16)
+o, s = wkv6(x, x, x, -x.abs(), torch.zeros(2, 16), backend="auto", output_final_state=True)
+a = causal_attention(x, x, x)
+assert "triton" not in sys.modules and torch.isfinite(o).all() and torch.isfinite(a).all()
+try:
+    wkv6(x, x, x, -x.abs(), torch.zeros(2, 16), backend="triton")
+except (ImportError, ValueError) as e:
+    print("ok", type(e).__name__)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    res = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.startswith("ok"), res.stdout
 
 
 @pytest.mark.parametrize("dtype", ["bf16", pytest.param("fp32", marks=pytest.mark.slow)])
