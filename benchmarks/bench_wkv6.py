@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--naive-reps", type=int, default=3)
-    ap.add_argument("--interpret", action="store_true", help="also time the Triton backends in the interpreter")
+    ap.add_argument("--interpret", action="store_true",
+                    help="also time the Triton backends in the interpreter")
     ap.add_argument("--no-cpu", action="store_true", help="skip the CPU table")
     args = ap.parse_args(argv)
     print(f"# bench_wkv6  torch {torch.__version__}  {platform.processor() or platform.machine()}  "
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
         rows = [bench_case("naive", backend_call("naive"), xs, args.naive_reps),
                 bench_case("torch", backend_call("torch"), xs, args.reps)]
         if args.interpret:
-            rows += [bench_case(b + " (interpreter)", backend_call(b), xs, 1) for b in ("triton", "recurrent")]
+            for b in ("triton", "recurrent"):
+                rows.append(bench_case(b + " (interpreter)", backend_call(b), xs, 1))
         print(table("CPU, B2 T2048 H4 K64 fp32", rows))
 
     if torch.cuda.is_available():

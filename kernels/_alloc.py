@@ -21,7 +21,9 @@ def poison_enabled() -> bool:
     return os.environ.get(POISON_ENV, "0") not in ("", "0", "false", "False")
 
 
-def new_output(shape: tuple[int, ...] | torch.Size, *, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def new_output(
+    shape: tuple[int, ...] | torch.Size, *, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """Allocate an output buffer: ``torch.empty`` normally, all-NaN when poisoning is enabled."""
     if poison_enabled():
         return torch.full(tuple(shape), float("nan"), dtype=dtype, device=device)

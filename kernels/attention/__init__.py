@@ -45,7 +45,9 @@ def causal_attention(
             f"v{tuple(v.shape)}."
         )
     if k.shape != v.shape:
-        raise ValueError(f"causal_attention: k{tuple(k.shape)} and v{tuple(v.shape)} must have the same shape.")
+        raise ValueError(
+            f"causal_attention: k{tuple(k.shape)} and v{tuple(v.shape)} must have the same shape."
+        )
     B, tq, H, D = q.shape
     if k.shape[0] != B or k.shape[2] != H or k.shape[3] != D:
         raise ValueError(

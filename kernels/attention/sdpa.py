@@ -53,5 +53,7 @@ def attention_flash(
     if not q.is_cuda:
         raise ValueError("causal_attention(backend='flash') needs CUDA tensors; use backend='sdpa' on CPU.")
     if q.dtype not in (torch.float16, torch.bfloat16):
-        raise ValueError(f"flash-attn needs fp16/bf16 inputs, got {q.dtype}; cast first or use backend='sdpa'.")
+        raise ValueError(
+            f"flash-attn needs fp16/bf16 inputs, got {q.dtype}; cast first or use backend='sdpa'."
+        )
     return flash_attn_func(q, k, v, softmax_scale=scale, causal=q.shape[1] > 1)

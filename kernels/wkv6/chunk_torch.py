@@ -66,7 +66,9 @@ class _Prepped:
         return er, ek, (r1 * er) @ (k0 * ek).transpose(-1, -2)
 
 
-def _forward(p: _Prepped, u: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _forward(
+    p: _Prepped, u: torch.Tensor, S: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns o [B, H, N, C, V], the chunk-start states [B, H, N, K, V] and the final state."""
     q_hat = p.r * torch.exp(p.ge)  # [B, H, N, C, K]
     kv = (p.k * torch.exp(p.gL - p.g)).transpose(-1, -2) @ p.v  # [B, H, N, K, V]

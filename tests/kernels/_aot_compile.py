@@ -22,8 +22,8 @@ def compile_one(kern: object, sig: dict[str, str], consts: dict[str, object], nu
     fn = kern.fn if isinstance(kern, triton.runtime.Autotuner) else kern  # type: ignore[attr-defined]
     full = dict(sig)
     full.update({name: "constexpr" for name in consts})
-    src = ASTSource(fn=fn, signature=full,
-                    constexprs={(fn.arg_names.index(n),): v for n, v in consts.items()})  # type: ignore[attr-defined]
+    names: list[str] = fn.arg_names  # type: ignore[attr-defined]
+    src = ASTSource(fn=fn, signature=full, constexprs={(names.index(n),): v for n, v in consts.items()})
     triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": 2})
     print(f"compiled {fn.__name__} {sig['r']} num_warps={num_warps}")  # type: ignore[attr-defined]
 

@@ -46,7 +46,11 @@ def make_inputs(
 
 
 def run(
-    inp: dict[str, torch.Tensor | None], backend: str | Callable[..., Any], *, grads: bool = True, seed: int = 1
+    inp: dict[str, torch.Tensor | None],
+    backend: str | Callable[..., Any],
+    *,
+    grads: bool = True,
+    seed: int = 1,
 ) -> dict[str, torch.Tensor]:
     """Run wkv6 (or a backend function with wkv6's signature minus ``backend``) with final state;
     backprop fixed random cotangents; return NAMES -> tensors."""
