@@ -154,3 +154,36 @@ def test_other_archs_parity(tmp_path: Path, arch: str) -> None:
         assert (hf(ids).logits - model(ids)).abs().max().item() <= 1e-5
     got = hf.generate(ids[:1, :5], max_new_tokens=4, do_sample=False, pad_token_id=0)
     assert torch.equal(got, model.generate(ids[:1, :5], 4, temperature=0))
+
+
+BLOCKED_LOADER = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("gf_train", "gf_kernels", "deepspeed", "pyrwkv_tokenizer"):
+            raise ImportError("blocked in this test: " + name)
+        return None
+sys.meta_path.insert(0, Block())
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+d = sys.argv[1]
+m = AutoModelForCausalLM.from_pretrained(d, trust_remote_code=True, local_files_only=True).eval()
+t = AutoTokenizer.from_pretrained(d, trust_remote_code=True, local_files_only=True)
+assert t._rust is None
+ids = t("Hello GoldFinch", return_tensors="pt").input_ids
+out = m.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+print("OK", ids.tolist(), out.shape[1])
+"""
+
+
+def test_loads_without_gf_train(exported: tuple[torch.nn.Module, Path], rwkv_tok) -> None:
+    """A loader environment with only torch + transformers: gf_train, gf_kernels, deepspeed and the Rust
+    tokenizer cannot be imported, and the folder still loads, tokenizes (pure Python) and generates."""
+    import subprocess
+    import sys
+
+    _, out = exported
+    res = subprocess.run([sys.executable, "-c", BLOCKED_LOADER, str(out)], capture_output=True, text=True,
+                         timeout=300, cwd=out.parent)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"OK {[rwkv_tok.encode('Hello GoldFinch')]} {len(rwkv_tok.encode('Hello GoldFinch')) + 4}" in res.stdout

@@ -1,0 +1,47 @@
+"""The README's first command, end to end with fewer steps: corpus -> tokenize -> train on 2 CPU ranks ->
+stop + resume -> export -> eval vs unigram entropy -> sample -> plot (marker `slow`, about 2-3 minutes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_quickstart_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "qs"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    res = subprocess.run([sys.executable, "-m", "gf_train.quickstart", "--out", str(out), "--steps", "40",
+                          "--corpus-mb", "1.5", "--max-new-tokens", "12"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    # real text, tokenized by the user-facing script, split into train and val
+    first = json.loads((out / "corpus" / "stdlib_docs.jsonl").read_text().splitlines()[0])
+    assert "argparse" in first["text"] and len(first["text"]) > 1000
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["tokens"] > 200_000 and manifest["splits"]["val"]["tokens"] > 0
+    # stopped midway, then resumed to the end; both launches were torchrun with 2 ranks
+    log = (out / "quickstart.log").read_text()
+    assert log.count("torch.distributed.run --nproc_per_node 2") == 2 and "--stop-at-step 20" in log
+    steps = [json.loads(line)["step"] for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 40 and 20 in steps
+    assert (out / "run" / "checkpoints" / "step_00000040" / "COMPLETE").is_file()
+    # the model learned something: validation loss clearly under the corpus's unigram entropy
+    assert summary["val_loss"] < summary["unigram_entropy"] - 0.3, summary
+    assert "unigram entropy" in res.stdout and "validation loss" in res.stdout
+    # export, sample and plot are where the summary says
+    export = Path(summary["export"])
+    assert (export / "model.safetensors").is_file() and (export / "LICENSE").is_file()
+    assert "---- sample ----\nThe json module" in res.stdout and "tokens/s" in res.stdout
+    assert Path(summary["plot"]).read_bytes()[:4] == b"\x89PNG"
+    for key in ("corpus", "data", "run", "export", "plot"):
+        assert summary[key] in res.stdout
