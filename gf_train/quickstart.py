@@ -18,6 +18,7 @@ prints what it did and the final summary says where everything went.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import math
@@ -195,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from gf_train.export.export import export_checkpoint
 
-    export = export_checkpoint(run_dir, out / "export", dtype="fp32", overwrite=True)
+    with open(logs, "a") as lf, contextlib.redirect_stdout(lf), contextlib.redirect_stderr(lf):
+        export = export_checkpoint(run_dir, out / "export", dtype="fp32", overwrite=True)  # DeepSpeed's chatter
     log(f"exported the final checkpoint (safetensors, HF config + code, tokenizer, model card) -> {export}")
 
     from gf_train.data.tokenizers import load_tokenizer
