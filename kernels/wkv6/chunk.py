@@ -2,19 +2,21 @@
 
 Layers: ``@triton.jit`` kernels -> host launchers -> ``torch.autograd.Function`` -> the
 ``wkv6_chunk_triton`` entry (a ``torch.compiler.disable`` boundary, so a compiled model calls it
-eagerly). One program per (batch, head, V-block) walks the chunks of BT = 16 tokens in order (forward) or
-in reverse (backward), keeping the K x V state (or its gradient) in fp32 registers:
+eagerly). Chunks are BT = 16 tokens; V is split into blocks of BV columns (a grid axis). Four
+kernels, two light sequential scans and two heavy fully parallel ones:
 
-* inter-chunk terms use r_t exp(ge_t) and k_s exp(gL - g_s) (exponents <= 0),
-* the 16 x 16 intra-chunk matrix uses exact pairwise factors exp(ge_t - g_s), s < t, formed
-  element-wise over K (no positive exponent anywhere, whatever the decay),
-* the chunk-start states are saved in fp32 for the backward pass ([B, H, NT, K, V]),
-* V is split over a second grid axis (BV columns per program; the intra-chunk matrix is
-  recomputed per V-block), so a GPU gets B * H * V / BV programs; dr and dk are then partial
-  sums over the V-blocks, written to [NV, B, T, H, K] and summed on the host.
+* ``_fwd_h_kernel``  (batch*head, V-block): walks the chunks, stores every chunk-start state
+  (``hs`` [B, H, NT, K, V], fp32) and the final state; one [K, BT] x [BT, BV] dot per chunk.
+* ``_fwd_o_kernel``  (chunk, batch*head, V-block): o = (r exp(ge)) S_n + A v, with the 16 x 16
+  intra-chunk matrix A built element-wise from exact pairwise factors exp(ge_t - g_s), s < t
+  (masked to -inf before the exp: no positive exponent anywhere, whatever the decay) + u bonus.
+* ``_bwd_dh_kernel`` (batch*head, V-block): reverse scan of the state gradient, storing
+  dL/d(state after chunk n) (``dhs``) and finally dh0.
+* ``_bwd_grad_kernel`` (chunk, batch*head, V-block): dv, and dr, dk as partial sums over the
+  V-blocks ([NV, B, T, H, K], summed on the host).
 
 The kernels return dr and dk in fp32; dw and du are reduced on the host in fp32 from
-dr, dk (see README.md, "gradient of the decay"), which avoids fla's bf16 dw precision loss.
+dr, dk (``grad.py``; README.md "gradient of the decay"), which avoids fla's bf16 dw precision loss.
 Loads are upcast to fp32 before any ``tl.dot`` (bf16 ``tl.dot`` is wrong in the interpreter);
 fp32 inputs use IEEE dots, bf16/fp16 inputs TF32 dots on the GPU.
 """
@@ -87,105 +89,145 @@ def _pairwise(ge, g, BT_: tl.constexpr):
     return tl.exp(tl.where(strict, ge[:, None, :] - g[None, :, :], float("-inf")))
 
 
-@triton.autotune(configs=_configs(), key=["K", "V", "BV", "IEEE"])
 @triton.jit
-def _fwd_kernel(r, k, v, w, u, h0, o, ht, hs, T,
-                H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
-                BK: tl.constexpr, BV: tl.constexpr, HAS_H0: tl.constexpr, SAVE_H: tl.constexpr,
-                IEEE: tl.constexpr, WMIN: tl.constexpr):
-    i_bh = tl.program_id(0)
-    i_v = tl.program_id(1)
+def _offsets(i_bh, i_v, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr,
+             BV: tl.constexpr):
+    """Base offsets of (batch, head) in [B, T, H, K] / [B, T, H, V] (V-block i_v) and the state tile."""
     i_b = i_bh // H
     i_h = i_bh % H
-    NT = tl.cdiv(T, BT_)
-    ot = tl.arange(0, BT_)
     ok = tl.arange(0, BK)
     ov = i_v * BV + tl.arange(0, BV)
     mkv = (ok < K)[:, None] & (ov < V)[None, :]
-    pkv = ok[:, None] * V + ov[None, :]
+    pkv = ok[:, None] * V + ov[None, :]  # [BK, BV] inside one [K, V] state
     base_k = i_b * T * H * K + i_h * K
     base_v = i_b * T * H * V + i_h * V + i_v * BV
+    return i_h, base_k, base_v, mkv, pkv
+
+
+@triton.autotune(configs=_configs(), key=["K", "V", "BV", "IEEE"])
+@triton.jit
+def _fwd_h_kernel(r, k, v, w, h0, hs, ht, T,
+                  H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
+                  BK: tl.constexpr, BV: tl.constexpr, HAS_H0: tl.constexpr, IEEE: tl.constexpr,
+                  WMIN: tl.constexpr):
+    """State pass, one program per (batch*head, V-block): hs[n] = state at the start of chunk n."""
+    i_bh = tl.program_id(0)
+    i_v = tl.program_id(1)
+    i_h, base_k, base_v, mkv, pkv = _offsets(i_bh, i_v, T, H, K, V, BK, BV)
+    NT = tl.cdiv(T, BT_)
+    ot = tl.arange(0, BT_)
     S = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_H0:
         S = tl.load(h0 + i_bh * K * V + pkv, mask=mkv, other=0.0).to(tl.float32)
-    uu = tl.load(u + i_h * K + ok, mask=ok < K, other=0.0).to(tl.float32)  # [BK]
-    eye = ot[:, None] == ot[None, :]
     for ic in range(NT):
-        t = ic * BT_ + ot
         rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
-            r, k, v, w, base_k, base_v, t, T, H, K, V, BK, BV, WMIN, i_v)
+            r, k, v, w, base_k, base_v, ic * BT_ + ot, T, H, K, V, BK, BV, WMIN, i_v)
         g, ge, gL = _decays(ww, BT_)
-        if SAVE_H:
-            tl.store(hs + (i_bh * NT + ic) * K * V + pkv, S, mask=mkv)
-        acc = _dot(rr * tl.exp(ge), S, IEEE)  # [BT, BV] inter-chunk
-        E = _pairwise(ge, g, BT_)
-        A = tl.sum(rr[:, None, :] * kk[None, :, :] * E, axis=2)  # [BT, BT]
-        bonus = tl.sum(rr * uu[None, :] * kk, axis=1)  # [BT]
-        A = A + tl.where(eye, bonus[:, None], 0.0)
-        acc += _dot(A, vv, IEEE)
-        tl.store(o + pv, acc.to(o.dtype.element_ty), mask=mtv)
-        kh = kk * tl.exp(gL[None, :] - g)  # [BT, BK]
+        tl.store(hs + (i_bh * NT + ic) * K * V + pkv, S, mask=mkv)
+        kh = kk * tl.exp(gL[None, :] - g)  # [BT, BK], exponent <= 0
         S = S * tl.exp(gL)[:, None] + _dot(tl.trans(kh), vv, IEEE)
     tl.store(ht + i_bh * K * V + pkv, S, mask=mkv)
 
 
 @triton.autotune(configs=_configs(), key=["K", "V", "BV", "IEEE"])
 @triton.jit
-def _bwd_kernel(r, k, v, w, u, hs, do, dht, dr, dk, dv, dh0, T,
-                H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
-                BK: tl.constexpr, BV: tl.constexpr, HAS_DHT: tl.constexpr, HAS_H0: tl.constexpr,
-                IEEE: tl.constexpr, WMIN: tl.constexpr):
-    i_bh = tl.program_id(0)
-    i_v = tl.program_id(1)
-    i_b = i_bh // H
-    i_h = i_bh % H
+def _fwd_o_kernel(r, k, v, w, u, hs, o, T,
+                  H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
+                  BK: tl.constexpr, BV: tl.constexpr, IEEE: tl.constexpr, WMIN: tl.constexpr):
+    """Output, one program per (chunk, batch*head, V-block): inter-chunk + intra-chunk + bonus."""
+    ic = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_v = tl.program_id(2)
+    i_h, base_k, base_v, mkv, pkv = _offsets(i_bh, i_v, T, H, K, V, BK, BV)
     NT = tl.cdiv(T, BT_)
     ot = tl.arange(0, BT_)
     ok = tl.arange(0, BK)
-    ov = i_v * BV + tl.arange(0, BV)
-    mkv = (ok < K)[:, None] & (ov < V)[None, :]
-    pkv = ok[:, None] * V + ov[None, :]
-    base_k = i_b * T * H * K + i_h * K
-    base_v = i_b * T * H * V + i_h * V + i_v * BV
-    dS = tl.zeros([BK, BV], dtype=tl.float32)  # gradient w.r.t. the state after the current chunk
+    uu = tl.load(u + i_h * K + ok, mask=ok < K, other=0.0).to(tl.float32)  # [BK]
+    rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
+        r, k, v, w, base_k, base_v, ic * BT_ + ot, T, H, K, V, BK, BV, WMIN, i_v)
+    g, ge, gL = _decays(ww, BT_)
+    S = tl.load(hs + (i_bh * NT + ic) * K * V + pkv, mask=mkv, other=0.0)  # chunk-start state
+    acc = _dot(rr * tl.exp(ge), S, IEEE)  # [BT, BV] inter-chunk
+    E = _pairwise(ge, g, BT_)
+    A = tl.sum(rr[:, None, :] * kk[None, :, :] * E, axis=2)  # [BT, BT]
+    bonus = tl.sum(rr * uu[None, :] * kk, axis=1)  # [BT]
+    A = A + tl.where(ot[:, None] == ot[None, :], bonus[:, None], 0.0)
+    acc += _dot(A, vv, IEEE)
+    tl.store(o + pv, acc.to(o.dtype.element_ty), mask=mtv)
+
+
+@triton.autotune(configs=_configs(), key=["K", "V", "BV", "IEEE"])
+@triton.jit
+def _bwd_dh_kernel(r, k, v, w, do, dht, dhs, dh0, T,
+                   H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
+                   BK: tl.constexpr, BV: tl.constexpr, HAS_DHT: tl.constexpr, HAS_H0: tl.constexpr,
+                   IEEE: tl.constexpr, WMIN: tl.constexpr):
+    """Reverse state-gradient pass, one program per (batch*head, V-block):
+    dhs[n] = dL/d(state after chunk n); the last one left is dL/d(initial state)."""
+    i_bh = tl.program_id(0)
+    i_v = tl.program_id(1)
+    i_h, base_k, base_v, mkv, pkv = _offsets(i_bh, i_v, T, H, K, V, BK, BV)
+    NT = tl.cdiv(T, BT_)
+    ot = tl.arange(0, BT_)
+    dS = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_DHT:
         dS = tl.load(dht + i_bh * K * V + pkv, mask=mkv, other=0.0).to(tl.float32)
-    uu = tl.load(u + i_h * K + ok, mask=ok < K, other=0.0).to(tl.float32)
-    eye = ot[:, None] == ot[None, :]
-    strict = ot[:, None] > ot[None, :]
     for j in range(NT):
         ic = NT - 1 - j
-        t = ic * BT_ + ot
         rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
-            r, k, v, w, base_k, base_v, t, T, H, K, V, BK, BV, WMIN, i_v)
+            r, k, v, w, base_k, base_v, ic * BT_ + ot, T, H, K, V, BK, BV, WMIN, i_v)
         dO = tl.load(do + pv, mask=mtv, other=0.0).to(tl.float32)  # [BT, BV]
-        S = tl.load(hs + (i_bh * NT + ic) * K * V + pkv, mask=mkv, other=0.0)  # chunk-start state
         g, ge, gL = _decays(ww, BT_)
-        E = _pairwise(ge, g, BT_)
-        A = tl.sum(rr[:, None, :] * kk[None, :, :] * E, axis=2)
-        bonus = tl.sum(rr * uu[None, :] * kk, axis=1)
-        A = A + tl.where(eye, bonus[:, None], 0.0)  # [BT, BT] incl. u bonus on the diagonal
-        eg = tl.exp(ge)
-        kd = tl.exp(gL[None, :] - g)  # [BT, BK]
-        dA = _dot(dO, tl.trans(vv), IEEE)  # [BT(t), BT(s)]
-        d_bonus = tl.sum(tl.where(eye, dA, 0.0), axis=1)  # [BT] = dO_t . v_t
-        dA = tl.where(strict, dA, 0.0)
-        # dv: intra (A^T dO) + to the state after the chunk (k_hat dS)
-        dvv = _dot(tl.trans(A), dO, IEEE) + _dot(kk * kd, dS, IEEE)
-        tl.store(dv + pv, dvv, mask=mtv)
-        # dr: inter (dO S^T) exp(ge) + intra + bonus
-        drr = _dot(dO, tl.trans(S), IEEE) * eg
-        drr += tl.sum(dA[:, :, None] * kk[None, :, :] * E, axis=1)
-        drr += d_bonus[:, None] * uu[None, :] * kk
-        tl.store(dr + i_v * (tl.num_programs(0) // H) * T * H * K + pk, drr, mask=mtk)  # partial over V
-        # dk: to the state after the chunk + intra + bonus
-        dkk = _dot(vv, tl.trans(dS), IEEE) * kd
-        dkk += tl.sum(dA[:, :, None] * rr[:, None, :] * E, axis=0)
-        dkk += d_bonus[:, None] * uu[None, :] * rr
-        tl.store(dk + i_v * (tl.num_programs(0) // H) * T * H * K + pk, dkk, mask=mtk)
-        dS = dS * tl.exp(gL)[:, None] + _dot(tl.trans(rr * eg), dO, IEEE)
+        tl.store(dhs + (i_bh * NT + ic) * K * V + pkv, dS, mask=mkv)
+        dS = dS * tl.exp(gL)[:, None] + _dot(tl.trans(rr * tl.exp(ge)), dO, IEEE)
     if HAS_H0:
         tl.store(dh0 + i_bh * K * V + pkv, dS, mask=mkv)
+
+
+@triton.autotune(configs=_configs(), key=["K", "V", "BV", "IEEE"])
+@triton.jit
+def _bwd_grad_kernel(r, k, v, w, u, hs, dhs, do, dr, dk, dv, T,
+                     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
+                     BK: tl.constexpr, BV: tl.constexpr, IEEE: tl.constexpr, WMIN: tl.constexpr):
+    """dr, dk (partial sums over V-blocks) and dv, one program per (chunk, batch*head, V-block)."""
+    ic = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_v = tl.program_id(2)
+    i_h, base_k, base_v, mkv, pkv = _offsets(i_bh, i_v, T, H, K, V, BK, BV)
+    NT = tl.cdiv(T, BT_)
+    ot = tl.arange(0, BT_)
+    ok = tl.arange(0, BK)
+    uu = tl.load(u + i_h * K + ok, mask=ok < K, other=0.0).to(tl.float32)
+    eye = ot[:, None] == ot[None, :]
+    rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
+        r, k, v, w, base_k, base_v, ic * BT_ + ot, T, H, K, V, BK, BV, WMIN, i_v)
+    dO = tl.load(do + pv, mask=mtv, other=0.0).to(tl.float32)  # [BT, BV]
+    S = tl.load(hs + (i_bh * NT + ic) * K * V + pkv, mask=mkv, other=0.0)  # state before the chunk
+    dS = tl.load(dhs + (i_bh * NT + ic) * K * V + pkv, mask=mkv, other=0.0)  # grad. of the state after
+    g, ge, gL = _decays(ww, BT_)
+    E = _pairwise(ge, g, BT_)
+    A = tl.sum(rr[:, None, :] * kk[None, :, :] * E, axis=2)
+    bonus = tl.sum(rr * uu[None, :] * kk, axis=1)
+    A = A + tl.where(eye, bonus[:, None], 0.0)  # [BT, BT] incl. u bonus on the diagonal
+    eg = tl.exp(ge)
+    kd = tl.exp(gL[None, :] - g)  # [BT, BK]
+    dA = _dot(dO, tl.trans(vv), IEEE)  # [BT(t), BT(s)], partial over this V-block
+    d_bonus = tl.sum(tl.where(eye, dA, 0.0), axis=1)  # [BT] = dO_t . v_t
+    dA = tl.where(ot[:, None] > ot[None, :], dA, 0.0)
+    # dv: intra (A^T dO) + into the state after the chunk (k_hat dS)
+    dvv = _dot(tl.trans(A), dO, IEEE) + _dot(kk * kd, dS, IEEE)
+    tl.store(dv + pv, dvv, mask=mtv)
+    part = i_v * (tl.num_programs(1) // H) * T * H * K  # [NV, B, T, H, K] partial-sum buffers
+    # dr: inter (dO S^T) exp(ge) + intra + bonus
+    drr = _dot(dO, tl.trans(S), IEEE) * eg
+    drr += tl.sum(dA[:, :, None] * kk[None, :, :] * E, axis=1)
+    drr += d_bonus[:, None] * uu[None, :] * kk
+    tl.store(dr + part + pk, drr, mask=mtk)
+    # dk: into the state after the chunk + intra + bonus
+    dkk = _dot(vv, tl.trans(dS), IEEE) * kd
+    dkk += tl.sum(dA[:, :, None] * rr[:, None, :] * E, axis=0)
+    dkk += d_bonus[:, None] * uu[None, :] * rr
+    tl.store(dk + part + pk, dkk, mask=mtk)
 
 
 def _blocks(K: int, V: int, block_v: int | None, device: torch.device) -> tuple[int, int, int]:
@@ -201,21 +243,51 @@ def _blocks(K: int, V: int, block_v: int | None, device: torch.device) -> tuple[
 
 
 def _chunk_fwd(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, u: torch.Tensor,
-               h0: torch.Tensor | None, save_h: bool, block_v: int | None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+               h0: torch.Tensor | None, block_v: int | None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns o [B, T, H, V] (v's dtype), the final state and the chunk-start states (fp32)."""
     B, T, H, K = r.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, BT)
     BK, BV, NV = _blocks(K, V, block_v, r.device)
+    ieee = r.dtype == torch.float32
     o = new_output((B, T, H, V), dtype=v.dtype, device=v.device)
     ht = new_output((B, H, K, V), dtype=torch.float32, device=v.device)
-    hs = new_output((B, H, NT, K, V), dtype=torch.float32, device=v.device) if save_h else None
-    _fwd_kernel[(B * H, NV)](
-        r, k, v, w, u, h0 if h0 is not None else ht, o, ht, hs if hs is not None else ht, T,
-        H=H, K=K, V=V, BT_=BT, BK=BK, BV=BV, HAS_H0=h0 is not None, SAVE_H=save_h,
-        IEEE=r.dtype == torch.float32, WMIN=W_MIN,
+    hs = new_output((B, H, NT, K, V), dtype=torch.float32, device=v.device)
+    _fwd_h_kernel[(B * H, NV)](
+        r, k, v, w, h0 if h0 is not None else ht, hs, ht, T,
+        H=H, K=K, V=V, BT_=BT, BK=BK, BV=BV, HAS_H0=h0 is not None, IEEE=ieee, WMIN=W_MIN,
+    )
+    _fwd_o_kernel[(NT, B * H, NV)](
+        r, k, v, w, u, hs, o, T, H=H, K=K, V=V, BT_=BT, BK=BK, BV=BV, IEEE=ieee, WMIN=W_MIN,
     )
     return o, ht, hs
+
+
+def _chunk_bwd(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, u: torch.Tensor,
+               hs: torch.Tensor, do: torch.Tensor, dht: torch.Tensor | None, has_h0: bool,
+               block_v: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Returns dr, dk, dv (fp32, full gradients incl. the bonus) and dh0 (fp32) or None."""
+    B, T, H, K = r.shape
+    V = v.shape[-1]
+    NT = triton.cdiv(T, BT)
+    BK, BV, NV = _blocks(K, V, block_v, r.device)
+    ieee = r.dtype == torch.float32
+    dhs = new_output((B, H, NT, K, V), dtype=torch.float32, device=r.device)
+    dh0 = new_output((B, H, K, V), dtype=torch.float32, device=r.device) if has_h0 else None
+    _bwd_dh_kernel[(B * H, NV)](
+        r, k, v, w, do, dht if dht is not None else dhs, dhs, dh0 if dh0 is not None else dhs, T,
+        H=H, K=K, V=V, BT_=BT, BK=BK, BV=BV, HAS_DHT=dht is not None, HAS_H0=has_h0, IEEE=ieee,
+        WMIN=W_MIN,
+    )
+    dr = new_output((NV, B, T, H, K), dtype=torch.float32, device=r.device)  # partial sums over V
+    dk = new_output((NV, B, T, H, K), dtype=torch.float32, device=r.device)
+    dv = new_output((B, T, H, V), dtype=torch.float32, device=r.device)
+    _bwd_grad_kernel[(NT, B * H, NV)](
+        r, k, v, w, u, hs, dhs, do, dr, dk, dv, T,
+        H=H, K=K, V=V, BT_=BT, BK=BK, BV=BV, IEEE=ieee, WMIN=W_MIN,
+    )
+    return dr.sum(0), dk.sum(0), dv, dh0
 
 
 class _ChunkWKV6(torch.autograd.Function):
@@ -223,33 +295,18 @@ class _ChunkWKV6(torch.autograd.Function):
     def forward(ctx, r, k, v, w, u, h0, block_v):  # type: ignore[override]
         r, k, v, w, u = (x.contiguous() for x in (r, k, v, w, u))
         h0c = h0.float().contiguous() if h0 is not None else None
-        need = any(ctx.needs_input_grad)
-        o, ht, hs = _chunk_fwd(r, k, v, w, u, h0c, need, block_v)
-        ctx.block_v = block_v
+        o, ht, hs = _chunk_fwd(r, k, v, w, u, h0c, block_v)
         ctx.save_for_backward(r, k, v, w, u, hs, ht)
-        ctx.has_h0 = h0 is not None
+        ctx.block_v = block_v
         ctx.h0_dtype = h0.dtype if h0 is not None else None
         return o, ht
 
     @staticmethod
     def backward(ctx, do, dht):  # type: ignore[override]
         r, k, v, w, u, hs, ht = ctx.saved_tensors
-        B, T, H, K = r.shape
-        V = v.shape[-1]
-        BK, BV, NV = _blocks(K, V, ctx.block_v, r.device)
         do = do.contiguous()
         dht = dht.float().contiguous() if dht is not None else None
-        dr = new_output((NV, B, T, H, K), dtype=torch.float32, device=r.device)  # partial sums over V
-        dk = new_output((NV, B, T, H, K), dtype=torch.float32, device=r.device)
-        dv = new_output((B, T, H, V), dtype=torch.float32, device=r.device)
-        dh0 = new_output((B, H, K, V), dtype=torch.float32, device=r.device) if ctx.has_h0 else None
-        _bwd_kernel[(B * H, NV)](
-            r, k, v, w, u, hs, do, dht if dht is not None else hs, dr, dk, dv,
-            dh0 if dh0 is not None else hs, T,
-            H=H, K=K, V=V, BT_=BT, BK=BK, BV=BV, HAS_DHT=dht is not None, HAS_H0=dh0 is not None,
-            IEEE=r.dtype == torch.float32, WMIN=W_MIN,
-        )
-        dr, dk = dr.sum(0), dk.sum(0)
+        dr, dk, dv, dh0 = _chunk_bwd(r, k, v, w, u, hs, do, dht, ctx.h0_dtype is not None, ctx.block_v)
         dw, du, dr, dk = decay_and_bonus_grads(r, k, v, w, u, do, dr, dk, ht, dht, W_MIN)
         return (dr.to(r.dtype), dk.to(k.dtype), dv.to(v.dtype), dw.to(w.dtype), du.to(u.dtype),
                 dh0.to(ctx.h0_dtype) if dh0 is not None else None, None)

@@ -35,15 +35,19 @@ def main(dtypes: list[str]) -> None:
     for dt in dtypes:
         p = "*" + dt
         ieee = dt == "fp32"
-        base = {"r": p, "k": p, "v": p, "w": p, "u": p}
+        base_h = {"r": p, "k": p, "v": p, "w": p}
+        base = {**base_h, "u": p}
         shape = dict(H=4, K=64, V=64, BK=64, WMIN=-40.0)
-        compile_one(ck._fwd_kernel,
-                    {**base, "h0": "*fp32", "o": p, "ht": "*fp32", "hs": "*fp32", "T": "i32"},
-                    dict(shape, BT_=16, BV=32, HAS_H0=True, SAVE_H=True, IEEE=ieee), 8)
-        compile_one(ck._bwd_kernel,
-                    {**base, "hs": "*fp32", "do": p, "dht": "*fp32", "dr": "*fp32", "dk": "*fp32",
-                     "dv": "*fp32", "dh0": "*fp32", "T": "i32"},
-                    dict(shape, BT_=16, BV=32, HAS_DHT=True, HAS_H0=True, IEEE=ieee), 8)
+        chunk = dict(shape, BT_=16, BV=32, IEEE=ieee)
+        compile_one(ck._fwd_h_kernel, {**base_h, "h0": "*fp32", "hs": "*fp32", "ht": "*fp32", "T": "i32"},
+                    dict(chunk, HAS_H0=True), 8)
+        compile_one(ck._fwd_o_kernel, {**base, "hs": "*fp32", "o": p, "T": "i32"}, chunk, 8)
+        compile_one(ck._bwd_dh_kernel,
+                    {**base_h, "do": p, "dht": "*fp32", "dhs": "*fp32", "dh0": "*fp32", "T": "i32"},
+                    dict(chunk, HAS_DHT=True, HAS_H0=True), 8)
+        compile_one(ck._bwd_grad_kernel,
+                    {**base, "hs": "*fp32", "dhs": "*fp32", "do": p, "dr": "*fp32", "dk": "*fp32",
+                     "dv": "*fp32", "T": "i32"}, chunk, 8)
         compile_one(fr._rec_fwd_kernel, {**base, "h0": "*fp32", "o": p, "ht": "*fp32", "T": "i32"},
                     dict(shape, BV=64, HAS_H0=True), 4)
         compile_one(fr._rec_bwd_kernel,
