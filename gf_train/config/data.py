@@ -1,6 +1,7 @@
 """Data section of the run config: which MDS datasets feed training and validation, and how.
 
 Owner: `gf_train.data`. Paths are local folders or URIs that mosaicml-streaming understands.
+The sample order contract and resume rules are documented in `gf_train/data/loader.py`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,19 @@ class DataConfig:
     shuffle_seed: int = 1337
     num_workers: int = 0
     pin_memory: bool = False
+    shuffle_algo: str = "py1e"  # mosaicml-streaming shuffle (py1e, py1br, py1s, py2s, naive)
+    shuffle_block_size: int | None = None  # samples per shuffle block (None: 4,000,000)
+    epoch_size: int | None = None  # samples per training epoch when mixing (None: total samples of all streams)
+    clean_stale_shm: bool = True  # remove streaming shm left by crashed runs (never a live job's)
 
     def __post_init__(self) -> None:
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.shuffle_algo not in ("py1e", "py1br", "py1s", "py2s", "naive"):
+            raise ValueError(f"data.shuffle_algo must be one of py1e, py1br, py1s, py2s, naive; "
+                             f"got {self.shuffle_algo!r}")
+        if self.epoch_size is not None and self.epoch_size < 1:
+            raise ValueError(f"data.epoch_size must be >= 1, got {self.epoch_size}")
+        props = [s.proportion is None for s in self.train]
+        if any(props) and not all(props):
+            raise ValueError("data.train: give a proportion to every stream or to none")

@@ -1,0 +1,24 @@
+"""data_prep/inspect.py: thin command line over `gf_train.data.inspect` (the same as `gf-train data inspect`)."""
+
+import os
+import sys
+
+# This folder holds files named like stdlib modules (inspect); keep it off sys.path so that
+# `import inspect` anywhere (linecache, dataclasses, ...) gets the stdlib module, not this script.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+sys.path.insert(0, os.path.dirname(_HERE))  # the repository root, for runs without `pip install -e .`
+
+import argparse  # noqa: E402
+
+from gf_train.data import inspect as _lib  # noqa: E402
+
+
+def _main() -> int:
+    parser = argparse.ArgumentParser(prog="data_prep/inspect.py", description=_lib.__doc__.splitlines()[0])
+    _lib.add_arguments(parser)
+    return _lib.main(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -1,0 +1,30 @@
+"""gf_train.data: tokenizers, MDS dataset preparation, and the streaming loader with exact resume.
+
+Knows no model. Importing this package is cheap: `build_loader` imports mosaicml-streaming (and with it
+torch and transformers) only when called. Public API:
+
+* `build_loader(cfg, split, *, seq_len, micro_batch, global_batch, world_size, rank) -> Loader`
+* `read_manifest(path)`, `check_vocab(source, model_vocab_size)`, `bits_per_byte(loss, manifest)`
+* `tokenizers.load_tokenizer(spec)`, `tokenize.tokenize_corpus(...)`, `compat.ensure_torchvision()`
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gf_train.data.manifest import bits_per_byte, bytes_per_token, check_vocab, read_manifest
+
+if TYPE_CHECKING:
+    from gf_train.config.data import DataConfig
+    from gf_train.data.loader import Loader
+
+__all__ = ["build_loader", "read_manifest", "check_vocab", "bits_per_byte", "bytes_per_token"]
+
+
+def build_loader(cfg: DataConfig, split: str, *, seq_len: int, micro_batch: int, global_batch: int,
+                 world_size: int, rank: int) -> Loader:
+    """See `gf_train.data.loader.build_loader`."""
+    from gf_train.data.loader import build_loader as _build
+
+    return _build(cfg, split, seq_len=seq_len, micro_batch=micro_batch, global_batch=global_batch,
+                  world_size=world_size, rank=rank)

@@ -1,0 +1,156 @@
+"""Environment glue for mosaicml-streaming: the torchvision stand-in, rank env from Slurm, stale shm.
+
+Owns three things that must happen before a `StreamingDataset` is built:
+
+* `ensure_torchvision()`: `import streaming` imports torchvision at import time (streaming.vision), and
+  no torchvision wheel works next to CPU torch 2.13. When a real one can't be imported, a stand-in goes
+  into `sys.modules` (only `VisionDataset` and a `to_tensor` that raises). Call it right before every
+  `import streaming`.
+* `ensure_rank_env(rank, world_size)`: streaming reads RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE from
+  the environment (or torch.distributed). Under plain `srun` they are absent and every process would
+  believe it is rank 0 of 1. They are filled from SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID/
+  SLURM_NTASKS_PER_NODE (or SLURM_TASKS_PER_NODE) when missing, and checked against the caller's rank.
+* `clean_stale_shm()`: streaming's own `clean_stale_shared_memory()` unlinks *every* streaming segment
+  on the node, including those of another live job, so it is unsafe when two jobs share a node. This
+  version unlinks only segments that no process of ours maps (checked in /proc/*/maps); segments it
+  cannot judge are kept. It runs on local rank 0 and is followed by a barrier, so call it on every rank.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import re
+import sys
+import types
+from pathlib import Path
+
+# Segment names streaming creates in /dev/shm: "<6-digit prefix>_<name>" (see streaming.base.constant).
+_STREAMING_SHM = re.compile(r"^\d{6}_(locals|barrier|next_epoch|cache_usage|shard_states|shard_access_times"
+                            r"|resume|epoch_shape|epoch_data)$")
+
+
+def ensure_torchvision() -> None:
+    """Make `import streaming` work without torchvision (no-op when a real torchvision imports)."""
+    if "torchvision" in sys.modules:
+        return
+    if importlib.util.find_spec("torchvision") is not None:
+        try:
+            import torchvision  # noqa: F401
+
+            return
+        except Exception:  # e.g. a CUDA torchvision next to CPU torch: 'operator torchvision::nms does not exist'
+            for k in [k for k in sys.modules if k == "torchvision" or k.startswith("torchvision.")]:
+                del sys.modules[k]
+    tv, ds = types.ModuleType("torchvision"), types.ModuleType("torchvision.datasets")
+    tr, fn = types.ModuleType("torchvision.transforms"), types.ModuleType("torchvision.transforms.functional")
+
+    class VisionDataset:  # only subclassed by streaming.vision, never used by gf_train
+        def __init__(self, root: object = None, transforms: object = None, transform: object = None,
+                     target_transform: object = None) -> None:
+            self.root, self.transforms = root, transforms
+            self.transform, self.target_transform = transform, target_transform
+
+    def _unavailable(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("torchvision stand-in (gf_train.data.compat): image transforms are unavailable")
+
+    ds.VisionDataset, ds.CIFAR10, fn.to_tensor = VisionDataset, _unavailable, _unavailable  # type: ignore[attr-defined]
+    tv.datasets, tv.transforms, tr.functional, tv.__version__ = ds, tr, fn, "0.0.0+gf_train_stub"  # type: ignore[attr-defined]
+    for m in (tv, ds, tr, fn):  # transformers calls importlib.util.find_spec("torchvision")
+        m.__spec__ = importlib.machinery.ModuleSpec(m.__name__, None)
+    sys.modules.update({"torchvision": tv, "torchvision.datasets": ds, "torchvision.transforms": tr,
+                        "torchvision.transforms.functional": fn})
+
+
+def _slurm_tasks_per_node(env: dict[str, str]) -> int | None:
+    raw = env.get("SLURM_NTASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE")
+    if not raw:
+        return None
+    m = re.match(r"^(\d+)", raw)  # "4" or "4(x2)" or "4(x2),3"
+    return int(m.group(1)) if m else None
+
+
+def ensure_rank_env(rank: int, world_size: int, env: dict[str, str] | None = None) -> None:
+    """Fill RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE (torchrun style) when absent; check them.
+
+    Sources, in order: torchrun's variables, then Slurm's (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID,
+    SLURM_NTASKS_PER_NODE), then the caller's rank/world (single node assumed). Raises ValueError when
+    the environment disagrees with the caller (e.g. a stale RANK exported in the shell).
+    """
+    env = os.environ if env is None else env
+    slurm = "SLURM_PROCID" in env and "SLURM_NTASKS" in env
+    if "RANK" not in env:
+        env["RANK"] = env["SLURM_PROCID"] if slurm else str(rank)
+    if "WORLD_SIZE" not in env:
+        env["WORLD_SIZE"] = env["SLURM_NTASKS"] if slurm else str(world_size)
+    if "LOCAL_RANK" not in env:
+        env["LOCAL_RANK"] = env.get("SLURM_LOCALID", str(rank)) if slurm else str(rank)
+    if "LOCAL_WORLD_SIZE" not in env:
+        per_node = _slurm_tasks_per_node(env) if slurm else None
+        env["LOCAL_WORLD_SIZE"] = str(per_node if per_node is not None else world_size)
+    if int(env["RANK"]) != rank or int(env["WORLD_SIZE"]) != world_size:
+        raise ValueError(
+            f"data loader built for rank {rank}/{world_size} but the environment says RANK={env['RANK']} "
+            f"WORLD_SIZE={env['WORLD_SIZE']} (mosaicml-streaming reads these). Unset stale RANK/WORLD_SIZE "
+            "exports, or launch with torchrun/srun so that they agree with the trainer's DistInfo.")
+    local_rank, local_world = int(env["LOCAL_RANK"]), int(env["LOCAL_WORLD_SIZE"])
+    if not 0 <= local_rank < local_world or world_size % local_world:
+        raise ValueError(f"inconsistent LOCAL_RANK={local_rank} LOCAL_WORLD_SIZE={local_world} for WORLD_SIZE="
+                         f"{world_size}; set LOCAL_WORLD_SIZE to the number of processes per node")
+
+
+def _mapped_shm_names() -> set[str] | None:
+    """Names of /dev/shm files mapped by processes of our user; None if one of them can't be inspected.
+
+    Streaming's segments are created with mode 0600, so only our uid (or root) can map them.
+    """
+    names: set[str] = set()
+    opaque = False
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            text = (proc / "maps").read_text()
+        except (PermissionError, ProcessLookupError, FileNotFoundError, OSError):
+            try:
+                opaque = opaque or proc.stat().st_uid == os.getuid()
+            except OSError:
+                pass
+            continue
+        for line in text.splitlines():
+            i = line.find("/dev/shm/")
+            if i >= 0:
+                names.add(line[i + len("/dev/shm/"):].split(" ")[0])
+    return None if opaque else names
+
+
+def clean_stale_shm(shm_dir: str = "/dev/shm") -> list[str]:
+    """Unlink streaming shm segments of ours that no live process maps. Returns the names removed.
+
+    Safe with two jobs on one node: a live job maps its segments, so they are kept. Call on every rank
+    (local rank 0 cleans, then all ranks meet at a barrier when torch.distributed is initialised).
+    """
+    removed: list[str] = []
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    root = Path(shm_dir)
+    if local_rank == 0 and root.is_dir() and Path("/proc/self/maps").exists():
+        candidates = [p for p in root.iterdir() if _STREAMING_SHM.match(p.name)]
+        candidates = [p for p in candidates if p.stat().st_uid == os.getuid()]
+        mapped = _mapped_shm_names() if candidates else set()
+        if mapped is not None:
+            for p in candidates:
+                if p.name not in mapped:
+                    try:
+                        p.unlink()
+                        removed.append(p.name)
+                    except FileNotFoundError:
+                        pass
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+    except ImportError:
+        pass
+    return removed

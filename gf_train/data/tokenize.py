@@ -1,0 +1,251 @@
+"""`tokenize_corpus`: raw text corpora -> MDS train/val datasets + manifest; and its command line.
+
+Owns the `data_prep/tokenize.py` / `gf-train data tokenize` flags (`add_arguments`, `main`) and the
+run around the two passes of `gf_train.data.pack`: output checks, the temporary folder, the worker
+pool, the progress bar, the manifest and the final rename.
+
+Safety: everything is written to `<out>/../.<name>.tmp-<id>/` and renamed to `<out>` at the very end,
+so a crash leaves no finished-looking output (a rerun removes the stale temporary folder). A non-empty
+`<out>` is refused without `--overwrite`, except when it is the finished result of the same arguments
+on unchanged inputs (same paths, sizes, mtimes), which is a no-op that says so.
+
+Workers: `--workers N` runs both passes in N processes (forkserver, see `_preload`). Work units and
+parts depend only on the inputs, so the output is byte-identical for any N.
+Exit status: 0 done or no-op, 2 user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing as mp
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from gf_train.data import pack
+from gf_train.data.manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, write_manifest
+from gf_train.data.readers import DataPrepError, InputFile, discover_inputs, plan_units
+from gf_train.data.tokenizers import load_tokenizer, token_dtype
+
+
+def _version() -> str:
+    from gf_train import __version__
+
+    return __version__
+
+
+def _fingerprint(files: list[InputFile], tok_info: dict[str, Any], settings: dict[str, Any]) -> str:
+    data = {"inputs": [(f.path, f.size, f.mtime_ns) for f in files], "tokenizer": tok_info, "settings": settings,
+            "tool_version": _version(), "format_version": FORMAT_VERSION}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _hash_file(path: str) -> str:
+    import xxhash
+
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_output(out: Path, fingerprint: str, overwrite: bool) -> bool:
+    """True when `out` already holds this exact result. Raises when it holds something else."""
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise DataPrepError(f"--out {out} exists and is not a folder")
+    if not any(out.iterdir()):
+        return False
+    mf = out / MANIFEST_NAME
+    if not overwrite and mf.is_file():
+        try:
+            if json.loads(mf.read_text()).get("fingerprint") == fingerprint:
+                return True
+        except json.JSONDecodeError:
+            pass
+    if not overwrite:
+        raise DataPrepError(f"--out {out} is not empty and is not the result of these arguments; "
+                            "pass --overwrite to replace it, or choose another --out")
+    return False
+
+
+class _Progress:
+    def __init__(self, total_bytes: int, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="tokenize", disable=not enabled,
+                        file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        self.t0, self.docs, self.tokens, self.nbytes = time.perf_counter(), 0, 0, 0
+
+    def update(self, s: pack.UnitStats) -> None:
+        self.docs, self.tokens, self.nbytes = self.docs + s.docs, self.tokens + s.tokens, self.nbytes + s.nbytes
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix_str(f"{self.docs / dt:,.0f} docs/s, {self.tokens / dt / 1e6:.2f} Mtok/s, "
+                                 f"{self.nbytes / dt / 1e6:.1f} MB/s", refresh=False)
+        self.bar.update(s.nbytes)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _run(fn: Any, jobs: list[tuple], pool: Any) -> Any:
+    return (fn(*j) for j in jobs) if pool is None else pool.imap(_star, [(fn, j) for j in jobs])
+
+
+def _star(fj: tuple) -> Any:
+    fn, job = fj
+    return fn(*job)
+
+
+def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len: int, *, text_field: str = "text",
+                    val_fraction: float = 0.0, val_docs: int | None = None, workers: int = 1,
+                    overwrite: bool = False, skip_bad_records: bool = False, eos: int | str | None = None,
+                    progress: bool = True, part_samples: int | None = None, shard_bytes: int = 1 << 26,
+                    chunk_bytes: int = 64 << 20, log: Any = print) -> dict[str, Any]:
+    """Tokenize `inputs` into `out` (see module docstring). Returns the manifest (`status`: written | noop)."""
+    if seq_len < 1:
+        raise DataPrepError(f"--seq-len must be >= 1, got {seq_len}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataPrepError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    if val_docs is not None and (val_docs < 1 or val_fraction > 0):
+        raise DataPrepError("--val-docs must be >= 1 and cannot be combined with --val-fraction")
+    if workers < 1:
+        raise DataPrepError(f"--workers must be >= 1, got {workers}")
+    try:
+        tok = load_tokenizer(tokenizer, eos)
+    except ValueError as e:
+        raise DataPrepError(str(e)) from e
+    files = discover_inputs(inputs)
+    out = Path(out).expanduser().resolve()
+    dtype, sample_tokens = token_dtype(tok.vocab_size), seq_len + 1
+    settings = {"seq_len": seq_len, "text_field": text_field, "val_fraction": val_fraction, "val_docs": val_docs,
+                "skip_bad_records": skip_bad_records, "dtype": dtype}
+    fp = _fingerprint(files, tok.info(), settings)
+    if _check_output(out, fp, overwrite):
+        log(f"{out} already holds this dataset (same inputs and arguments): nothing to do")
+        m = json.loads((out / MANIFEST_NAME).read_text())
+        m["status"] = "noop"
+        return m
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):
+        log(f"removing the unfinished output of an earlier run: {stale}")
+        shutil.rmtree(stale, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    (work / "units").mkdir(parents=True)
+    pool = None
+    try:
+        units = plan_units(files, chunk_bytes)
+        if workers > 1:
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["gf_train.data._preload"])
+            pool = ctx.Pool(workers)
+        jobs = [(u, i, str(work), tok.spec, eos, dtype, text_field, skip_bad_records) for i, u in enumerate(units)]
+        bar = _Progress(sum(u.nbytes for u in units), progress)
+        stats: list[pack.UnitStats] = []
+        for s in _run(pack.tokenize_unit, jobs, pool):
+            stats.append(s)
+            bar.update(s)
+        bar.close()
+        hashes = list(_run(_hash_file, [(f.path,) for f in files], pool))
+        totals = pack.assign_splits(str(work), len(units), val_fraction, val_docs)
+        splits: dict[str, dict[str, Any]] = {}
+        for split in pack.SPLITS:
+            t = totals[split]
+            if split == "val" and not (val_fraction or val_docs):
+                continue
+            n = t["tokens"] // sample_tokens
+            if n == 0:
+                raise DataPrepError(f"the {split} split has {t['tokens']} tokens, fewer than one sample of "
+                                    f"seq_len+1 = {sample_tokens}; add data, lower --seq-len"
+                                    + (" or raise --val-fraction/--val-docs" if split == "val" else ""))
+            per = part_samples or max(1, (256 << 20) // (sample_tokens * (2 if dtype == "uint16" else 4)))
+            parts = [(str(work), split, j, a, min(n, a + per), sample_tokens, dtype, t["unit_tokens"], shard_bytes)
+                     for j, a in enumerate(range(0, n, per))]
+            written = sum(_run(pack.write_part, parts, pool))
+            assert pack.merge_parts(work / split, len(parts)) == written == n
+            splits[split] = {"docs": t["docs"], "tokens": t["tokens"], "samples": n,
+                             "remainder_tokens": t["tokens"] - n * sample_tokens, "utf8_bytes": t["utf8_bytes"]}
+        pack.remove_units(str(work))
+        skipped = sum(s.skipped for s in stats)
+        per_file: dict[str, int] = {}
+        for u, s in zip(units, stats):
+            per_file[u.path] = per_file.get(u.path, 0) + s.skipped
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "tool": "gf_train.data.tokenize",
+            "tool_version": _version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "fingerprint": fp,
+            "tokenizer": tok.info(), "seq_len": seq_len, "sample_tokens": sample_tokens, "dtype": dtype,
+            "text_field": text_field, "val_fraction": val_fraction, "val_docs": val_docs,
+            "val_assignment": "xxh3_64(document UTF-8) below val_fraction * 2^64, or the val_docs smallest",
+            "splits": splits, "empty_docs": sum(s.empty_docs for s in stats), "skipped_records": skipped,
+            "skipped_examples": [e for s in stats for e in s.skipped_examples][:20],
+            "inputs": [{"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "xxh3_128": h,
+                        "skipped_records": per_file.get(f.path, 0)} for f, h in zip(files, hashes)],
+        }
+        write_manifest(work, manifest)
+        if out.exists():
+            trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            out.rename(trash)
+            work.rename(out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    manifest["status"] = "written"
+    return manifest
+
+
+def summary(m: dict[str, Any]) -> str:
+    t = m["tokenizer"]
+    lines = [f"tokenizer {t['name']} (vocab {t['vocab_size']}, eos {t['eos_id']})"
+             f", seq_len {m['seq_len']}, dtype {m['dtype']}"]
+    for split, s in m["splits"].items():
+        lines.append(f"  {split:5s}: {s['docs']:,} docs, {s['tokens']:,} tokens, {s['samples']:,} samples, "
+                     f"{s['remainder_tokens']:,} final tokens dropped, {s['utf8_bytes']:,} UTF-8 bytes")
+    lines.append(f"  skipped records: {m['skipped_records']:,}; empty documents: {m['empty_docs']:,}")
+    lines += [f"    {e}" for e in m.get("skipped_examples", [])[:5]]
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", action="append", required=True, metavar="PATH",
+                   help="file, folder or glob of .jsonl/.jsonl.gz/.jsonl.zst/.txt/.parquet, or a datasets.save_to_disk"
+                        " folder (repeatable)")
+    p.add_argument("--out", required=True, help="output folder (gets manifest.json, train/, val/)")
+    p.add_argument("--tokenizer", default="rwkv_world", help="rwkv_world, a tokenizer.json, or a HF tokenizer folder")
+    p.add_argument("--seq-len", type=int, required=True, help="tokens per training sample (stored: seq_len + 1)")
+    p.add_argument("--text-field", default="text", help="JSON field / column holding the text (default: text)")
+    val = p.add_mutually_exclusive_group()
+    val.add_argument("--val-fraction", type=float, default=0.0, help="fraction of documents for validation")
+    val.add_argument("--val-docs", type=int, default=None, help="exact number of documents for validation")
+    p.add_argument("--eos", default=None, help="document separator token (string or id); default per tokenizer")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--skip-bad-records", action="store_true", help="count and skip malformed records, don't fail")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        m = tokenize_corpus(args.input, args.out, args.tokenizer, args.seq_len, text_field=args.text_field,
+                            val_fraction=args.val_fraction, val_docs=args.val_docs, workers=args.workers,
+                            overwrite=args.overwrite, skip_bad_records=args.skip_bad_records, eos=args.eos,
+                            progress=not args.no_progress)
+    except DataPrepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if m["status"] == "written":
+        print(f"wrote {args.out}\n{summary(m)}")
+    return 0
