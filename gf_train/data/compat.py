@@ -12,8 +12,8 @@ Owns three things that must happen before a `StreamingDataset` is built:
   SLURM_NTASKS_PER_NODE (or SLURM_TASKS_PER_NODE) when missing, and checked against the caller's rank.
 * `clean_stale_shm()`: streaming's own `clean_stale_shared_memory()` unlinks *every* streaming segment
   on the node, including those of another live job, so it is unsafe when two jobs share a node. This
-  version unlinks only segments that no process of ours maps (checked in /proc/*/maps); segments it
-  cannot judge are kept. It runs on local rank 0 and is followed by a barrier, so call it on every rank.
+  version unlinks only segments of our uid that no process maps (checked in /proc/*/maps).
+  It runs on local rank 0 and is followed by a barrier, so call it on every rank.
 """
 
 from __future__ import annotations
@@ -100,29 +100,26 @@ def ensure_rank_env(rank: int, world_size: int, env: dict[str, str] | None = Non
                          f"{world_size}; set LOCAL_WORLD_SIZE to the number of processes per node")
 
 
-def _mapped_shm_names() -> set[str] | None:
-    """Names of /dev/shm files mapped by processes of our user; None if one of them can't be inspected.
+def _mapped_shm_names() -> set[str]:
+    """Names of /dev/shm files mapped by the processes we can inspect.
 
-    Streaming's segments are created with mode 0600, so only our uid (or root) can map them.
+    Streaming's segments are created with mode 0600, so only our uid (or root) can map them, and our own
+    training processes are always inspectable; processes we cannot read (a container's init, other
+    security contexts) are assumed not to be streaming jobs of ours.
     """
     names: set[str] = set()
-    opaque = False
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             text = (proc / "maps").read_text()
-        except (PermissionError, ProcessLookupError, FileNotFoundError, OSError):
-            try:
-                opaque = opaque or proc.stat().st_uid == os.getuid()
-            except OSError:
-                pass
+        except OSError:  # gone, or not ours to read
             continue
         for line in text.splitlines():
             i = line.find("/dev/shm/")
             if i >= 0:
                 names.add(line[i + len("/dev/shm/"):].split(" ")[0])
-    return None if opaque else names
+    return names
 
 
 def clean_stale_shm(shm_dir: str = "/dev/shm") -> list[str]:
@@ -138,14 +135,13 @@ def clean_stale_shm(shm_dir: str = "/dev/shm") -> list[str]:
         candidates = [p for p in root.iterdir() if _STREAMING_SHM.match(p.name)]
         candidates = [p for p in candidates if p.stat().st_uid == os.getuid()]
         mapped = _mapped_shm_names() if candidates else set()
-        if mapped is not None:
-            for p in candidates:
-                if p.name not in mapped:
-                    try:
-                        p.unlink()
-                        removed.append(p.name)
-                    except FileNotFoundError:
-                        pass
+        for p in candidates:
+            if p.name not in mapped:
+                try:
+                    p.unlink()
+                    removed.append(p.name)
+                except FileNotFoundError:
+                    pass
     try:
         import torch.distributed as dist
 
