@@ -92,7 +92,8 @@ mkdir -p "$RUN_DIR/logs"
 LOG=$RUN_DIR/logs/slurm-$SLURM_JOB_ID.log
 exec > >(tee -a "$LOG") 2>&1
 
-read -ra OVERRIDES <<< "${GF_OVERRIDES:-}"
+# no progress bar in batch logs (later overrides win: GF_OVERRIDES / arguments may turn it back on)
+read -ra OVERRIDES <<< "log.progress_bar=false ${GF_OVERRIDES:-}"
 OVERRIDES+=("$@")
 read -ra TRAIN <<< "${GF_TRAIN_CMD:-python -m gf_train train}"
 TRAIN+=(--config "$RECIPE" --run-dir "$RUN_DIR" "${OVERRIDES[@]}")

@@ -27,4 +27,6 @@ export LOCAL_WORLD_SIZE=${counts[$GROUP_RANK]:-1}
 
 # CPU threads per rank: what Slurm gave the task
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
+echo "[task] rank $RANK/$WORLD_SIZE local $LOCAL_RANK/$LOCAL_WORLD_SIZE on node ${SLURMD_NODENAME:-?}" \
+     "(host $(hostname -s)), rendezvous $MASTER_ADDR:$MASTER_PORT" >&2
 exec "$@"

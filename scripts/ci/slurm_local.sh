@@ -15,7 +15,8 @@
 # cluster up (the `slurm` tests then skip, saying why); it never leaves half-started daemons running.
 #
 # The cluster: GF_SLURM_NODES (default 2) emulated nodes gfci1..gfciN, all on this host (one slurmd each,
-# `slurmd -N gfciK`, own port; names added to /etc/hosts as 127.0.0.1), each with this host's CPU layout.
+# `slurmd -N gfciK`, own port, own /dev/shm; names added to /etc/hosts as 127.0.0.1), each with this host's
+# CPU layout, and its own TMPDIR (a TaskProlog exports GF_SLURM_DIR/nodetmp/<node> to every task).
 # Partitions:
 #   debug  default, PriorityTier=1, PreemptMode=REQUEUE, GraceTime=GF_SLURM_GRACETIME (60) s;
 #   high   PriorityTier=10: a job here that needs the CPUs of `debug` jobs preempts them. With
@@ -144,6 +145,16 @@ remove_hosts() {
     printf '%s\n' "$keep" > /etc/hosts
   fi
 }
+write_task_prolog() {
+  # Node-local temp dir per emulated node (separate hosts have separate /tmp, as they have separate /dev/shm):
+  # mosaic-streaming keys its locks in $TMPDIR by shared-memory names that each node's /dev/shm reuses.
+  cat > "$DIR/task_prolog.sh" <<EOF
+#!/bin/sh
+d=$DIR/nodetmp/\$SLURMD_NODENAME
+mkdir -p "\$d" && chmod 1777 "\$d" && echo "export TMPDIR=\$d"
+EOF
+  chmod 755 "$DIR/task_prolog.sh"
+}
 write_conf() {  # sets CHANGED=1 when the config differs from the running one
   local host hw layout mem nodes n port=6818
   host=$(hostname -s)
@@ -191,6 +202,7 @@ SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
+TaskProlog=$DIR/task_prolog.sh
 EOF
     for n in "${nodes[@]}"; do
       echo "NodeName=$n NodeHostname=$host NodeAddr=127.0.0.1 Port=$port $layout RealMemory=$mem State=UNKNOWN"
@@ -214,8 +226,13 @@ EOF
 }
 
 # ------------------------------------------------------------------ daemons
+# Each emulated node gets its own /dev/shm (a private mount namespace around its slurmd, inherited by the
+# jobs it starts), as separate hosts have: node-local shared memory (mosaic-streaming's per-node index, for
+# one) must not collide between "nodes". Without the rights for that, the nodes share the host's /dev/shm.
+private_shm_ok() { unshare --mount --propagation private true 2>/dev/null; }
 start_daemons() {
-  local n pidf
+  local n pidf PRIVATE_SHM=0
+  if private_shm_ok; then PRIVATE_SHM=1; else log "warning: no mount namespaces; emulated nodes share /dev/shm"; fi
   if (( CHANGED )); then  # a new config: restart everything, including slurmd's of another node count
     for pidf in "$DIR"/run/slurmd-*.pid; do if [[ -e $pidf ]]; then stop_pidfile "$pidf" "$(basename "$pidf" .pid)"; fi; done
     stop_pidfile "$DIR/run/slurmctld.pid" slurmctld
@@ -227,8 +244,15 @@ start_daemons() {
   for n in $(node_names); do
     mkdir -p "$DIR/spool/$n"
     alive "$(pidfile_pid "$DIR/run/slurmd-$n.pid")" && continue
-    log "starting slurmd $n"
-    slurmd -N "$n" 9>&- || die "slurmd -N $n did not start; see $DIR/log/slurmd-$n.log"
+    if (( PRIVATE_SHM )); then
+      log "starting slurmd $n (own /dev/shm)"
+      # shellcheck disable=SC2016  # $1 expands in the inner shell
+      unshare --mount --propagation private bash -c 'mount -t tmpfs -o mode=1777 "gfci-shm-$1" /dev/shm && exec slurmd -N "$1"' \
+        _ "$n" 9>&- || die "slurmd -N $n did not start; see $DIR/log/slurmd-$n.log"
+    else
+      log "starting slurmd $n"
+      slurmd -N "$n" 9>&- || die "slurmd -N $n did not start; see $DIR/log/slurmd-$n.log"
+    fi
   done
 }
 wait_idle() {
@@ -295,6 +319,7 @@ cmd_up() {
   mkdir -p "$DIR"/{run,log,state,spool,holders}
   install_pkgs
   start_munge
+  write_task_prolog
   write_conf
   start_daemons
   if ! wait_idle; then
