@@ -11,27 +11,11 @@ the last 2·n_gold+1 positions only (spec §10.2). Random weights (timing does n
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import platform
-import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import torch
-
-
-def _ensure_gf_kernels() -> None:
-    """Fall back to the source tree's kernels/ when the editable install does not map gf_kernels."""
-    if importlib.util.find_spec("gf_kernels") is not None:
-        return
-    root = Path(__file__).resolve().parents[1] / "kernels"
-    spec = importlib.util.spec_from_file_location("gf_kernels", root / "__init__.py",
-                                                  submodule_search_locations=[str(root)])
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gf_kernels"] = mod
-    spec.loader.exec_module(mod)
 
 
 def _time(fn, repeats: int) -> tuple[float, object]:
@@ -56,7 +40,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (1 is best on a loaded box)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    _ensure_gf_kernels()
     from gf_train.config.model import ModelConfig
     from gf_train.model import build_model
     from gf_train.model.flops import param_count

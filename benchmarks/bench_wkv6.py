@@ -18,29 +18,7 @@ import time
 from collections.abc import Callable
 
 import torch
-
-
-def _import_wkv6() -> Callable[..., tuple[torch.Tensor, torch.Tensor | None]]:
-    """``gf_kernels.wkv6``; falls back to this checkout's kernels/ folder if the package isn't installed."""
-    try:
-        from gf_kernels import wkv6 as fn
-    except ModuleNotFoundError:
-        import importlib.util
-        import sys
-        from pathlib import Path
-
-        root = Path(__file__).resolve().parents[1] / "kernels"
-        spec = importlib.util.spec_from_file_location("gf_kernels", root / "__init__.py",
-                                                      submodule_search_locations=[str(root)])
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["gf_kernels"] = mod
-        spec.loader.exec_module(mod)
-        fn = mod.wkv6
-    return fn
-
-
-wkv6 = _import_wkv6()
+from gf_kernels import wkv6  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

@@ -82,31 +82,11 @@ def build_corpus(out: Path, max_bytes: int, doc_bytes: int = 3000) -> dict[str, 
     return {"path": str(out), "bytes": total, "documents": docs, "modules": modules}
 
 
-def kernels_shim(out: Path) -> Path | None:
-    """If this install cannot import `gf_kernels` (kernels/ not mapped by the editable install), put a
-    symlink to kernels/ on the path, for this process and the children. Returns the shim folder."""
-    if importlib.util.find_spec("gf_kernels") is not None:
-        return None
-    shim = out / ".pyshim"
-    shim.mkdir(parents=True, exist_ok=True)
-    link = shim / "gf_kernels"
-    if not link.exists():
-        link.symlink_to(REPO / "kernels", target_is_directory=True)
-    sys.path.insert(0, str(shim))
-    importlib.invalidate_caches()
-    log(f"note: gf_kernels is not installed as a package here; using {link} -> kernels/ "
-        "(re-run `pip install -e .` to fix the install)")
-    return shim
-
-
 def child_env(out: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", WANDB_MODE="disabled", PYTHONUNBUFFERED="1",
                TOKENIZERS_PARALLELISM="false")
     paths = [str(REPO)]
-    shim = kernels_shim(out)
-    if shim is not None:
-        paths.insert(0, str(shim))
     env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
 

@@ -23,7 +23,6 @@ def _load(name: str, path: Path):
 
 
 def main() -> int:
-    _load("export_conftest", HERE / "conftest.py")  # gf_kernels alias when the install lacks it
     fakes = _load("train_fakes", REPO / "tests" / "train" / "fakes.py")
     from gf_train.config import load
     from gf_train.train.cli import add_arguments

@@ -18,22 +18,6 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "train" / "tiny.yaml"
 
 
-def _pythonpath() -> str:
-    """REPO, plus a folder holding a `gf_kernels -> kernels/` link when the venv's editable install predates
-    that package mapping (subprocesses do not see the kernel tests' in-process alias)."""
-    import importlib.util
-    import tempfile
-
-    if importlib.util.find_spec("gf_kernels") is not None:
-        return str(REPO)
-    shim = Path(tempfile.gettempdir()) / f"gf_train_shim_{os.getpid()}"
-    link = shim / "gf_kernels"
-    if not link.exists():
-        shim.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(REPO / "kernels")
-    return f"{REPO}{os.pathsep}{shim}"
-
-
 def launch(run_dir: Path, *args: str, nproc: int = 1, fake: bool = True, config: Path | None = TINY,
            env: dict[str, str | None] | None = None, timeout: float = 300, wait: bool = True
            ) -> subprocess.CompletedProcess | subprocess.Popen:
@@ -43,7 +27,7 @@ def launch(run_dir: Path, *args: str, nproc: int = 1, fake: bool = True, config:
         cmd += ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(free_port())]
     cmd += entry + (["--config", str(config)] if config else []) + ["--run-dir", str(run_dir), *args]
     e = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    e.update({"PYTHONPATH": _pythonpath(), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    e.update({"PYTHONPATH": str(REPO), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
     for k, v in (env or {}).items():  # None removes a variable
         if v is None:
             e.pop(k, None)
