@@ -56,6 +56,17 @@ set -euo pipefail
 say() { printf '[pretrain %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { say "ERROR: $*" >&2; exit 2; }
 
+# ---- signals first (a USR1 must never kill this shell): forward to the job step once it exists ----------
+SRUN_PID=""
+PENDING=""
+forward() {
+  local sig=$1
+  say "got SIG$sig: asking the ranks to checkpoint and exit (75 = requeue me)"
+  if [[ -n $SRUN_PID ]]; then kill -s "$sig" "$SRUN_PID" 2>/dev/null || true; else PENDING=$sig; fi
+}
+trap 'forward USR1' USR1
+trap 'forward TERM' TERM
+
 # ---- where the checkout is: sbatch runs a copy of this file from Slurm's spool directory ---------------
 gf_repo() {
   local cmd d
@@ -107,22 +118,15 @@ say "job $SLURM_JOB_ID restart $RESTARTS on $SLURM_JOB_NODELIST ($SLURM_NNODES n
 say "recipe $RECIPE, run dir $RUN_DIR, head $MASTER_ADDR:$MASTER_PORT, repo $REPO"
 say "command: ${TRAIN[*]}"
 
-# ---- signals: forward to the job step; remember one that arrives before the step exists ----------------
-SRUN_PID=""
-PENDING=""
-forward() {
-  local sig=$1
-  say "got SIG$sig: asking the ranks to checkpoint and exit (75 = requeue me)"
-  if [[ -n $SRUN_PID ]]; then kill -s "$sig" "$SRUN_PID" 2>/dev/null || true; else PENDING=$sig; fi
-}
-trap 'forward USR1' USR1
-trap 'forward TERM' TERM
-
+if [[ -n $PENDING ]]; then  # signalled during setup: nothing to checkpoint yet, go straight back to the queue
+  say "SIG$PENDING before training started; requeueing job $SLURM_JOB_ID"
+  scontrol requeue "$SLURM_JOB_ID" || say "scontrol requeue failed (already requeued by a preemption?)"
+  exit 0
+fi
 srun --ntasks="$SLURM_NTASKS" --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}" --kill-on-bad-exit=0 \
      --wait="${GF_SRUN_WAIT:-600}" --label --unbuffered \
      bash "$REPO/slurm/task.sh" "${TRAIN[@]}" &
 SRUN_PID=$!
-if [[ -n $PENDING ]]; then forward "$PENDING"; fi
 # `wait` returns early (>128) when a trapped signal arrives; keep waiting until srun itself is gone
 while kill -0 "$SRUN_PID" 2>/dev/null; do wait "$SRUN_PID" || true; done
 rc=0
