@@ -108,7 +108,7 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
                     val_fraction: float = 0.0, val_docs: int | None = None, workers: int = 1,
                     overwrite: bool = False, skip_bad_records: bool = False, eos: int | str | None = None,
                     progress: bool = True, part_samples: int | None = None, shard_bytes: int = 1 << 26,
-                    chunk_bytes: int = 64 << 20, log: Any = print) -> dict[str, Any]:
+                    chunk_bytes: int = 8 << 20, log: Any = print) -> dict[str, Any]:
     """Tokenize `inputs` into `out` (see module docstring). Returns the manifest (`status`: written | noop)."""
     if seq_len < 1:
         raise DataPrepError(f"--seq-len must be >= 1, got {seq_len}")

@@ -1,0 +1,117 @@
+"""Benchmark: end-to-end `tokenize_corpus` (data_prep/tokenize.py) vs the raw tokenizer's `encode_batch`.
+
+Same text for both, in one run, with 1 and 2 workers. Raw rate with N workers: N processes, each calling
+`encode_batch` on 1/N of the documents already in memory (wall time of the slowest). End-to-end: reading
+jsonl, JSON parsing, tokenizing, the split pass, MDS (zstd) writing, input hashing and the manifest
+(timed on a second run in the same process, so one-time imports and pool start-up are not counted).
+
+    python benchmarks/bench_tokenize.py [--mb 24] [--bpe-mb 4] [--out DIR]
+
+Prints a Markdown table (for docs/benchmarks.md, section "Tokenization").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gf_train.data.tokenize import tokenize_corpus  # noqa: E402
+from gf_train.data.tokenizers import load_tokenizer  # noqa: E402
+
+
+def make_docs(mb: float) -> list[str]:
+    """Real-looking text: the standard library's own source files, one document per file, repeated."""
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py"))
+    docs, size = [], 0
+    while size < mb * 1e6:
+        for f in files:
+            try:
+                t = f.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            if t.strip():
+                docs.append(t)
+                size += len(t.encode())
+                if size >= mb * 1e6:
+                    break
+    return docs
+
+
+_TOK = None
+
+
+def _init(spec: str) -> None:
+    global _TOK
+    _TOK = load_tokenizer(spec)
+
+
+def _count(texts: list[str]) -> int:
+    return sum(map(len, _TOK.encode_batch(texts)))  # type: ignore[union-attr]
+
+
+def raw_rate(spec: str, docs: list[str], workers: int) -> tuple[int, float]:
+    chunks = [docs[i::workers] for i in range(workers)]
+    with mp.get_context("spawn").Pool(workers, initializer=_init, initargs=(spec,)) as pool:
+        pool.map(_count, [[d[:100]] for d in docs[:workers]])  # warm up: tokenizers loaded
+        t = time.perf_counter()
+        n = sum(pool.map(_count, chunks))
+        return n, time.perf_counter() - t
+
+
+def e2e_rate(spec: str, jsonl: Path, out: Path, workers: int) -> tuple[int, float]:
+    """Second of two runs: one-time start-up (importing streaming ~2.5 s, the forkserver) is excluded."""
+    tokenize_corpus([str(jsonl)], out, spec, 2048, workers=workers, overwrite=True, progress=False,
+                    log=lambda s: None)
+    t = time.perf_counter()
+    m = tokenize_corpus([str(jsonl)], out, spec, 2048, workers=workers, overwrite=True, progress=False,
+                        log=lambda s: None)
+    dt = time.perf_counter() - t
+    return sum(s["tokens"] for s in m["splits"].values()), dt
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=float, default=24.0, help="MB of text for rwkv_world")
+    ap.add_argument("--bpe-mb", type=float, default=4.0, help="MB of text for the HF BPE tokenizer")
+    ap.add_argument("--out", default=None, help="scratch folder (default: a temporary one)")
+    args = ap.parse_args()
+    scratch = Path(args.out or tempfile.mkdtemp(prefix="bench_tok_"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    bpe.train_from_iterator(make_docs(1.0), trainers.BpeTrainer(vocab_size=8192, special_tokens=["<|endoftext|>"],
+                                                                 initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.save(str(scratch / "bpe.json"))
+    rows = []
+    cases = (("rwkv_world", "rwkv_world", args.mb), ("HF BPE 8k", str(scratch / "bpe.json"), args.bpe_mb))
+    for name, spec, mb in cases:
+        docs = make_docs(mb)
+        jsonl = scratch / f"{name.split()[0]}.jsonl"
+        jsonl.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+        for w in (1, 2):
+            n_raw, t_raw = raw_rate(spec, docs, w)
+            n_e2e, t_e2e = e2e_rate(spec, jsonl, scratch / f"out_{w}", w)
+            rows.append((name, w, sum(len(d.encode()) for d in docs) / 1e6, n_raw / t_raw / 1e6, n_e2e / t_e2e / 1e6,
+                         (n_e2e / t_e2e) / (n_raw / t_raw)))
+    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {mp.cpu_count()} cores, "
+          f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}")
+    print("| tokenizer | workers | text MB | raw encode_batch Mtok/s | tokenize.py end-to-end Mtok/s | ratio |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.2f} | {r[4]:.2f} | {r[5]:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
