@@ -11,7 +11,6 @@ The uninterrupted reference run is submitted once per module, on the other node,
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import re
@@ -49,12 +48,6 @@ def _env(dataset: Path, run_dir: Path, steps: int = STEPS) -> dict[str, str]:
     env = {"RECIPE": "recipes/debug_cpu.yaml", "RUN_DIR": str(run_dir),
            "GF_OVERRIDES": f"data.train.0.path={dataset}/train data.val.0.path={dataset}/val "
                            f"schedule.max_steps={steps} log.every_steps=1 checkpoint.every_steps=100"}
-    if importlib.util.find_spec("gf_kernels") is None:  # venv installed before the gf_kernels mapping
-        shim = run_dir.parent / "shim"
-        shim.mkdir(exist_ok=True)
-        if not (shim / "gf_kernels").exists():
-            (shim / "gf_kernels").symlink_to(REPO / "kernels")
-        env["PYTHONPATH"] = str(shim)
     return env
 
 
