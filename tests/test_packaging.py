@@ -31,3 +31,12 @@ def test_gf_kernels_imports_outside_the_checkout(tmp_path: Path) -> None:
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "wkv6" in r.stdout
+
+
+def test_cpu_machine_keeps_the_cpu_torch_build() -> None:
+    """The install recipe must not swap in a multi-GB CUDA torch on a machine without a GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return  # a GPU machine: any build that sees the GPU is right
+    assert torch.version.cuda is None, f"CUDA build of torch installed on a CPU machine: {torch.__version__}"
