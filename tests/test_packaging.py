@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import tomllib
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 REPO = Path(__file__).resolve().parents[1]
 
