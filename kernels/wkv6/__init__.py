@@ -1,4 +1,4 @@
-"""WKV-6 op: the public ``wkv6`` function, its contract checks and the backend dispatch.
+"""WKV-6 op: the public ``wkv6`` function and the backend dispatch (contract checks: ``_contract.py``).
 
 Backends (explicit argument, resolved per call from the tensors' device, never a global):
   "naive"     fp32 sequential loop (``naive.py``), the oracle; autograd through the loop.
@@ -13,53 +13,10 @@ from __future__ import annotations
 
 import torch
 
+from ._contract import check_inputs
 from .naive import wkv6_naive
 
 BACKENDS = ("auto", "naive", "torch", "triton", "recurrent")
-
-
-def _check(
-    r: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    w: torch.Tensor,
-    u: torch.Tensor,
-    initial_state: torch.Tensor | None,
-) -> None:
-    if r.dim() != 4 or v.dim() != 4:
-        raise ValueError(
-            f"wkv6 expects r, k, w as [B, T, H, K] and v as [B, T, H, V]; got r{tuple(r.shape)}."
-        )
-    B, T, H, K = r.shape
-    if k.shape != r.shape or w.shape != r.shape:
-        raise ValueError(
-            f"wkv6: r{tuple(r.shape)}, k{tuple(k.shape)} and w{tuple(w.shape)} must have the same "
-            "[B, T, H, K] shape."
-        )
-    if v.shape[:3] != (B, T, H):
-        raise ValueError(f"wkv6: v{tuple(v.shape)} must be [B={B}, T={T}, H={H}, V].")
-    if u.shape != (H, K):
-        raise ValueError(
-            f"wkv6: u{tuple(u.shape)} must be [H={H}, K={K}] (use u.view(H, K) for a flat bonus)."
-        )
-    if initial_state is not None:
-        want = (B, H, K, v.shape[-1])
-        if tuple(initial_state.shape) != want:
-            raise ValueError(
-                f"wkv6: initial_state{tuple(initial_state.shape)} must be [B, H, K, V] = {want} "
-                "(the fla layout; RWKV-LM's CUDA state is [B, H, V, K], transpose it)."
-            )
-    devs = {x.device for x in (r, k, v, w, u)}
-    if initial_state is not None:
-        devs.add(initial_state.device)
-    if len(devs) != 1:
-        raise ValueError(f"wkv6: all inputs must be on one device, got {sorted(str(d) for d in devs)}.")
-    if not (r.dtype == k.dtype == v.dtype == w.dtype):
-        raise ValueError(
-            f"wkv6: r, k, v, w must share one dtype, got {r.dtype}, {k.dtype}, {v.dtype}, {w.dtype}."
-        )
-    if not r.dtype.is_floating_point:
-        raise ValueError(f"wkv6: inputs must be floating point, got {r.dtype}.")
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -100,7 +57,7 @@ def wkv6(
         o, s = wkv6(r, k, v, -torch.exp(w_raw), u, output_final_state=True)
         o2, s = wkv6(r2, k2, v2, w2, u, initial_state=s, output_final_state=True)  # continue
     """
-    _check(r, k, v, w, u, initial_state)
+    check_inputs(r, k, v, w, u, initial_state)
     name = resolve_backend(backend, r.device)
     if name == "naive":
         return wkv6_naive(r, k, v, w, u, initial_state, output_final_state)

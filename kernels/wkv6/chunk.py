@@ -15,6 +15,9 @@ kernels, two light sequential scans and two heavy fully parallel ones:
 * ``_bwd_grad_kernel`` (chunk, batch*head, V-block): dv, and dr, dk as partial sums over the
   V-blocks ([NV, B, T, H, K], summed on the host).
 
+The two scans share their prologue (``_scan_start``: offsets, carried state tile), the two per-chunk
+kernels theirs (``_chunk_tile``: the chunk's loads, decays, u and the intra-chunk matrix A).
+
 The kernels return dr and dk in fp32; dw and du are reduced on the host in fp32 from
 dr, dk (``grad.py``; README.md "gradient of the decay"), which avoids fla's bf16 dw precision loss.
 Loads are upcast to fp32 before any ``tl.dot`` (bf16 ``tl.dot`` is wrong in the interpreter);
@@ -30,6 +33,7 @@ import triton
 import triton.language as tl
 
 from .._alloc import new_output
+from ._contract import dims, require_tokens
 from .chunk_torch import W_MIN
 from .grad import decay_and_bonus_grads
 
@@ -104,6 +108,47 @@ def _offsets(i_bh, i_v, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK
     return i_h, base_k, base_v, mkv, pkv
 
 
+@triton.jit
+def _scan_start(s0, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
+                BK: tl.constexpr, BV: tl.constexpr, HAS_S0: tl.constexpr):
+    """Shared prologue of the two sequential scans, program (batch*head, V-block): offsets, chunk
+    count, and the carried [BK, BV] fp32 tile, read from ``s0`` [B, H, K, V] if HAS_S0 else zeros."""
+    i_bh = tl.program_id(0)
+    i_v = tl.program_id(1)
+    i_h, base_k, base_v, mkv, pkv = _offsets(i_bh, i_v, T, H, K, V, BK, BV)
+    NT = tl.cdiv(T, BT_)
+    ot = tl.arange(0, BT_)
+    S = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_S0:
+        S = tl.load(s0 + i_bh * K * V + pkv, mask=mkv, other=0.0).to(tl.float32)
+    return i_bh, i_v, base_k, base_v, mkv, pkv, NT, ot, S
+
+
+@triton.jit
+def _chunk_tile(r, k, v, w, u, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
+                BK: tl.constexpr, BV: tl.constexpr, WMIN: tl.constexpr):
+    """Shared prologue of the per-chunk kernels, program (chunk, batch*head, V-block): the chunk's
+    loads and decays, u [BK], the pairwise factors E and the intra-chunk matrix A [BT, BT] (u bonus on
+    the diagonal), and the offset ``st`` of the chunk's [K, V] state tile in [B, H, NT, K, V]."""
+    ic = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_v = tl.program_id(2)
+    i_h, base_k, base_v, mkv, pkv = _offsets(i_bh, i_v, T, H, K, V, BK, BV)
+    NT = tl.cdiv(T, BT_)
+    ot = tl.arange(0, BT_)
+    ok = tl.arange(0, BK)
+    uu = tl.load(u + i_h * K + ok, mask=ok < K, other=0.0).to(tl.float32)  # [BK]
+    rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
+        r, k, v, w, base_k, base_v, ic * BT_ + ot, T, H, K, V, BK, BV, WMIN, i_v)
+    g, ge, gL = _decays(ww, BT_)
+    E = _pairwise(ge, g, BT_)
+    A = tl.sum(rr[:, None, :] * kk[None, :, :] * E, axis=2)  # [BT, BT]
+    bonus = tl.sum(rr * uu[None, :] * kk, axis=1)  # [BT]
+    A = A + tl.where(ot[:, None] == ot[None, :], bonus[:, None], 0.0)
+    st = (i_bh * NT + ic) * K * V + pkv
+    return rr, kk, vv, uu, g, ge, gL, E, A, ot, pk, pv, mtk, mtv, st, mkv
+
+
 @triton.autotune(configs=_configs(), key=["K", "V", "BV", "IEEE"])
 @triton.jit
 def _fwd_h_kernel(r, k, v, w, h0, hs, ht, T,
@@ -111,14 +156,7 @@ def _fwd_h_kernel(r, k, v, w, h0, hs, ht, T,
                   BK: tl.constexpr, BV: tl.constexpr, HAS_H0: tl.constexpr, IEEE: tl.constexpr,
                   WMIN: tl.constexpr):
     """State pass, one program per (batch*head, V-block): hs[n] = state at the start of chunk n."""
-    i_bh = tl.program_id(0)
-    i_v = tl.program_id(1)
-    i_h, base_k, base_v, mkv, pkv = _offsets(i_bh, i_v, T, H, K, V, BK, BV)
-    NT = tl.cdiv(T, BT_)
-    ot = tl.arange(0, BT_)
-    S = tl.zeros([BK, BV], dtype=tl.float32)
-    if HAS_H0:
-        S = tl.load(h0 + i_bh * K * V + pkv, mask=mkv, other=0.0).to(tl.float32)
+    i_bh, i_v, base_k, base_v, mkv, pkv, NT, ot, S = _scan_start(h0, T, H, K, V, BT_, BK, BV, HAS_H0)
     for ic in range(NT):
         rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
             r, k, v, w, base_k, base_v, ic * BT_ + ot, T, H, K, V, BK, BV, WMIN, i_v)
@@ -135,24 +173,11 @@ def _fwd_o_kernel(r, k, v, w, u, hs, o, T,
                   H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
                   BK: tl.constexpr, BV: tl.constexpr, IEEE: tl.constexpr, WMIN: tl.constexpr):
     """Output, one program per (chunk, batch*head, V-block): inter-chunk + intra-chunk + bonus."""
-    ic = tl.program_id(0)
-    i_bh = tl.program_id(1)
-    i_v = tl.program_id(2)
-    i_h, base_k, base_v, mkv, pkv = _offsets(i_bh, i_v, T, H, K, V, BK, BV)
-    NT = tl.cdiv(T, BT_)
-    ot = tl.arange(0, BT_)
-    ok = tl.arange(0, BK)
-    uu = tl.load(u + i_h * K + ok, mask=ok < K, other=0.0).to(tl.float32)  # [BK]
-    rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
-        r, k, v, w, base_k, base_v, ic * BT_ + ot, T, H, K, V, BK, BV, WMIN, i_v)
-    g, ge, gL = _decays(ww, BT_)
-    S = tl.load(hs + (i_bh * NT + ic) * K * V + pkv, mask=mkv, other=0.0)  # chunk-start state
+    rr, kk, vv, uu, g, ge, gL, E, A, ot, pk, pv, mtk, mtv, st, mkv = _chunk_tile(
+        r, k, v, w, u, T, H, K, V, BT_, BK, BV, WMIN)
+    S = tl.load(hs + st, mask=mkv, other=0.0)  # chunk-start state
     acc = _dot(rr * tl.exp(ge), S, IEEE)  # [BT, BV] inter-chunk
-    E = _pairwise(ge, g, BT_)
-    A = tl.sum(rr[:, None, :] * kk[None, :, :] * E, axis=2)  # [BT, BT]
-    bonus = tl.sum(rr * uu[None, :] * kk, axis=1)  # [BT]
-    A = A + tl.where(ot[:, None] == ot[None, :], bonus[:, None], 0.0)
-    acc += _dot(A, vv, IEEE)
+    acc += _dot(A, vv, IEEE)  # intra-chunk + bonus
     tl.store(o + pv, acc.to(o.dtype.element_ty), mask=mtv)
 
 
@@ -164,14 +189,7 @@ def _bwd_dh_kernel(r, k, v, w, do, dht, dhs, dh0, T,
                    IEEE: tl.constexpr, WMIN: tl.constexpr):
     """Reverse state-gradient pass, one program per (batch*head, V-block):
     dhs[n] = dL/d(state after chunk n); the last one left is dL/d(initial state)."""
-    i_bh = tl.program_id(0)
-    i_v = tl.program_id(1)
-    i_h, base_k, base_v, mkv, pkv = _offsets(i_bh, i_v, T, H, K, V, BK, BV)
-    NT = tl.cdiv(T, BT_)
-    ot = tl.arange(0, BT_)
-    dS = tl.zeros([BK, BV], dtype=tl.float32)
-    if HAS_DHT:
-        dS = tl.load(dht + i_bh * K * V + pkv, mask=mkv, other=0.0).to(tl.float32)
+    i_bh, i_v, base_k, base_v, mkv, pkv, NT, ot, dS = _scan_start(dht, T, H, K, V, BT_, BK, BV, HAS_DHT)
     for j in range(NT):
         ic = NT - 1 - j
         rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
@@ -190,25 +208,12 @@ def _bwd_grad_kernel(r, k, v, w, u, hs, dhs, do, dr, dk, dv, T,
                      H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
                      BK: tl.constexpr, BV: tl.constexpr, IEEE: tl.constexpr, WMIN: tl.constexpr):
     """dr, dk (partial sums over V-blocks) and dv, one program per (chunk, batch*head, V-block)."""
-    ic = tl.program_id(0)
-    i_bh = tl.program_id(1)
-    i_v = tl.program_id(2)
-    i_h, base_k, base_v, mkv, pkv = _offsets(i_bh, i_v, T, H, K, V, BK, BV)
-    NT = tl.cdiv(T, BT_)
-    ot = tl.arange(0, BT_)
-    ok = tl.arange(0, BK)
-    uu = tl.load(u + i_h * K + ok, mask=ok < K, other=0.0).to(tl.float32)
+    rr, kk, vv, uu, g, ge, gL, E, A, ot, pk, pv, mtk, mtv, st, mkv = _chunk_tile(
+        r, k, v, w, u, T, H, K, V, BT_, BK, BV, WMIN)
     eye = ot[:, None] == ot[None, :]
-    rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
-        r, k, v, w, base_k, base_v, ic * BT_ + ot, T, H, K, V, BK, BV, WMIN, i_v)
     dO = tl.load(do + pv, mask=mtv, other=0.0).to(tl.float32)  # [BT, BV]
-    S = tl.load(hs + (i_bh * NT + ic) * K * V + pkv, mask=mkv, other=0.0)  # state before the chunk
-    dS = tl.load(dhs + (i_bh * NT + ic) * K * V + pkv, mask=mkv, other=0.0)  # grad. of the state after
-    g, ge, gL = _decays(ww, BT_)
-    E = _pairwise(ge, g, BT_)
-    A = tl.sum(rr[:, None, :] * kk[None, :, :] * E, axis=2)
-    bonus = tl.sum(rr * uu[None, :] * kk, axis=1)
-    A = A + tl.where(eye, bonus[:, None], 0.0)  # [BT, BT] incl. u bonus on the diagonal
+    S = tl.load(hs + st, mask=mkv, other=0.0)  # state before the chunk
+    dS = tl.load(dhs + st, mask=mkv, other=0.0)  # grad. of the state after
     eg = tl.exp(ge)
     kd = tl.exp(gL[None, :] - g)  # [BT, BK]
     dA = _dot(dO, tl.trans(vv), IEEE)  # [BT(t), BT(s)], partial over this V-block
@@ -217,7 +222,7 @@ def _bwd_grad_kernel(r, k, v, w, u, hs, dhs, do, dr, dk, dv, T,
     # dv: intra (A^T dO) + into the state after the chunk (k_hat dS)
     dvv = _dot(tl.trans(A), dO, IEEE) + _dot(kk * kd, dS, IEEE)
     tl.store(dv + pv, dvv, mask=mtv)
-    part = i_v * (tl.num_programs(1) // H) * T * H * K  # [NV, B, T, H, K] partial-sum buffers
+    part = tl.program_id(2) * (tl.num_programs(1) // H) * T * H * K  # [NV, B, T, H, K] partial sums
     # dr: inter (dO S^T) exp(ge) + intra + bonus
     drr = _dot(dO, tl.trans(S), IEEE) * eg
     drr += tl.sum(dA[:, :, None] * kk[None, :, :] * E, axis=1)
@@ -246,8 +251,7 @@ def _chunk_fwd(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tenso
                h0: torch.Tensor | None, block_v: int | None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns o [B, T, H, V] (v's dtype), the final state and the chunk-start states (fp32)."""
-    B, T, H, K = r.shape
-    V = v.shape[-1]
+    B, T, H, K, V = dims(r, v)
     NT = triton.cdiv(T, BT)
     BK, BV, NV = _blocks(K, V, block_v, r.device)
     ieee = r.dtype == torch.float32
@@ -268,8 +272,7 @@ def _chunk_bwd(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tenso
                hs: torch.Tensor, do: torch.Tensor, dht: torch.Tensor | None, has_h0: bool,
                block_v: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Returns dr, dk, dv (fp32, full gradients incl. the bonus) and dh0 (fp32) or None."""
-    B, T, H, K = r.shape
-    V = v.shape[-1]
+    B, T, H, K, V = dims(r, v)
     NT = triton.cdiv(T, BT)
     BK, BV, NV = _blocks(K, V, block_v, r.device)
     ieee = r.dtype == torch.float32
@@ -327,7 +330,6 @@ def wkv6_chunk_triton(
 
     ``block_v``: V columns per program (power of two >= 16); default 32 on CUDA, all of V otherwise.
     """
-    if r.shape[1] == 0:
-        raise ValueError("wkv6(backend='triton') got T = 0; skip the call for empty inputs.")
+    require_tokens(r, "triton")
     o, ht = _ChunkWKV6.apply(r, k, v, w, u, initial_state, block_v)
     return o, (ht if output_final_state else None)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from .._alloc import new_output
+from ._contract import dims
 from .grad import decay_and_bonus_grads
 
 W_MIN = -40.0  # log-decay floor shared by all fast paths (see module docstring)
@@ -144,8 +145,7 @@ def _backward(
 class _TorchChunkWKV6(torch.autograd.Function):
     @staticmethod
     def forward(ctx, r, k, v, w, u, h0, chunk_size):  # type: ignore[override]
-        B, T, H, K = r.shape
-        V = v.shape[-1]
+        B, T, H, K, V = dims(r, v)
         C = min(chunk_size, 1 << max(T - 1, 0).bit_length())  # short inputs: next power of two >= T
         p = _Prepped(r, k, v, w, C)
         S0 = h0.float() if h0 is not None else torch.zeros(B, H, K, V, dtype=torch.float32, device=r.device)
@@ -179,9 +179,9 @@ def wkv6_chunk_torch(
     """Chunked WKV-6. r, k, w: [B, T, H, K]; v: [B, T, H, V]; u: [H, K]; state [B, H, K, V] fp32."""
     if chunk_size < 1 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size={chunk_size} must be a power of two.")
-    B, T, H, K = r.shape
+    B, T, H, K, V = dims(r, v)
     if T == 0:
-        S = initial_state.float() if initial_state is not None else r.new_zeros(B, H, K, v.shape[-1]).float()
-        return v.new_zeros(B, 0, H, v.shape[-1]), (S if output_final_state else None)
+        S = initial_state.float() if initial_state is not None else r.new_zeros(B, H, K, V).float()
+        return v.new_zeros(B, 0, H, V), (S if output_final_state else None)
     o, ht = _TorchChunkWKV6.apply(r, k, v, w, u, initial_state, chunk_size)
     return o, (ht if output_final_state else None)

@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from .._alloc import new_output
+from ._contract import dims, require_tokens
 from .chunk_torch import W_MIN
 from .grad import decay_and_bonus_grads
 
@@ -116,8 +117,7 @@ class _RecurrentWKV6(torch.autograd.Function):
     def forward(ctx, r, k, v, w, u, h0):  # type: ignore[override]
         r, k, v, w, u = (x.contiguous() for x in (r, k, v, w, u))
         h0c = h0.float().contiguous() if h0 is not None else None
-        B, T, H, K = r.shape
-        V = v.shape[-1]
+        B, T, H, K, V = dims(r, v)
         BV = min(64, max(16, triton.next_power_of_2(V)))
         o = new_output((B, T, H, V), dtype=v.dtype, device=v.device)
         ht = new_output((B, H, K, V), dtype=torch.float32, device=v.device)
@@ -132,8 +132,7 @@ class _RecurrentWKV6(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, dht):  # type: ignore[override]
         r, k, v, w, u, h0, ht = ctx.saved_tensors
-        B, T, H, K = r.shape
-        V = v.shape[-1]
+        B, T, H, K, V = dims(r, v)
         do = do.contiguous()
         dht = dht.float().contiguous() if dht is not None else None
         dr = new_output((B, T, H, K), dtype=torch.float32, device=r.device)
@@ -162,7 +161,6 @@ def wkv6_fused_recurrent(
     output_final_state: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Fused recurrent Triton WKV-6 (checked by ``gf_kernels.wkv6.wkv6``). Best for T <= ~64."""
-    if r.shape[1] == 0:
-        raise ValueError("wkv6(backend='recurrent') got T = 0; skip the call for empty inputs.")
+    require_tokens(r, "recurrent")
     o, ht = _RecurrentWKV6.apply(r, k, v, w, u, initial_state)
     return o, (ht if output_final_state else None)

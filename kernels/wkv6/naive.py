@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from ._contract import dims
+
 
 def wkv6_naive(
     r: torch.Tensor,
@@ -30,8 +32,7 @@ def wkv6_naive(
     Returns:
         o: [B, T, H, V] in v's dtype; final state [B, H, K, V] fp32 if ``output_final_state``.
     """
-    B, T, H, K = r.shape
-    V = v.shape[-1]
+    B, T, H, K, V = dims(r, v)
     rf, kf, vf, wf = (x.float() for x in (r, k, v, w))
     uf = u.float()
     if initial_state is None:
