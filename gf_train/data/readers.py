@@ -155,8 +155,29 @@ def _line_of(path: str, offset: int) -> int:
     return n
 
 
+try:  # orjson parses ~2-3x faster than json; any line it rejects (or whose field is not a string) is
+    # re-parsed with json below, so results and error messages are json's exactly.
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is a dependency
+    _fast_loads = None
+
+
 def _text_of(line: bytes, field: str) -> str:
     """The text field of one JSON line; raises ValueError with a short reason."""
+    if _fast_loads is not None:
+        try:
+            rec = _fast_loads(line)
+        except ValueError:  # orjson.JSONDecodeError: stricter than json (NaN, lone surrogates, BOM, ...)
+            pass
+        else:
+            if type(rec) is dict:
+                text = rec.get(field)
+                if type(text) is str:
+                    return text
+    return _text_of_json(line, field)
+
+
+def _text_of_json(line: bytes, field: str) -> str:
     try:
         rec = json.loads(line)
     except UnicodeDecodeError as e:

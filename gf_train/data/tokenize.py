@@ -9,17 +9,21 @@ so a crash leaves no finished-looking output (a rerun removes the stale temporar
 `<out>` is refused without `--overwrite`, except when it is the finished result of the same arguments
 on unchanged inputs (same paths, sizes, mtimes), which is a no-op that says so.
 
-Workers: `--workers N` runs both passes in N processes (forkserver, see `_preload`). Work units and
-parts depend only on the inputs, so the output is byte-identical for any N.
+Workers: `--workers N` runs both passes in N processes (forkserver, see `_preload`); with N = 1 they run in
+this process. Each worker (and this process while it tokenizes) keeps the tokenizer to one thread
+(`TOKENIZERS_PARALLELISM=false`, `RAYON_NUM_THREADS=1`), so N workers use N cores. Work units, parts and
+shards depend only on the inputs, so the output is byte-identical for any N.
 Exit status: 0 done or no-op, 2 user error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import multiprocessing as mp
+import os
 import shutil
 import sys
 import time
@@ -30,7 +34,7 @@ from typing import Any
 from gf_train.data import pack
 from gf_train.data.manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, write_manifest
 from gf_train.data.readers import DataPrepError, InputFile, discover_inputs, plan_units
-from gf_train.data.tokenizers import load_tokenizer, token_dtype
+from gf_train.data.tokenizers import token_dtype
 
 
 def _version() -> str:
@@ -104,6 +108,30 @@ def _star(fj: tuple) -> Any:
     return fn(*job)
 
 
+_ONE_THREAD = {"TOKENIZERS_PARALLELISM": "false", "RAYON_NUM_THREADS": "1"}
+
+
+def _init_worker(spec: str, eos: int | str | None) -> None:
+    """Pool worker start: one tokenizer thread per worker (N workers = N cores), then load the tokenizer."""
+    for k, v in _ONE_THREAD.items():
+        os.environ.setdefault(k, v)
+    pack.worker_tokenizer(spec, eos)
+
+
+@contextlib.contextmanager
+def _one_tokenizer_thread():
+    """For --workers 1 (tokenizing in this process): HF tokenizers' encode_batch stays on one thread. It reads
+    TOKENIZERS_PARALLELISM at every call; a value the user set is kept."""
+    added = [k for k in ("TOKENIZERS_PARALLELISM",) if k not in os.environ]
+    for k in added:
+        os.environ[k] = _ONE_THREAD[k]
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
 def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len: int, *, text_field: str = "text",
                     val_fraction: float = 0.0, val_docs: int | None = None, workers: int = 1,
                     overwrite: bool = False, skip_bad_records: bool = False, eos: int | str | None = None,
@@ -119,7 +147,7 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
     if workers < 1:
         raise DataPrepError(f"--workers must be >= 1, got {workers}")
     try:
-        tok = load_tokenizer(tokenizer, eos)
+        tok = pack.worker_tokenizer(tokenizer, eos)  # loaded once per process (also pass 1's with 1 worker)
     except ValueError as e:
         raise DataPrepError(str(e)) from e
     files = discover_inputs(inputs)
@@ -145,13 +173,14 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
         if workers > 1:
             ctx = mp.get_context("forkserver")
             ctx.set_forkserver_preload(["gf_train.data._preload"])
-            pool = ctx.Pool(workers)
+            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(tok.spec, eos))
         jobs = [(u, i, str(work), tok.spec, eos, dtype, text_field, skip_bad_records) for i, u in enumerate(units)]
         bar = _Progress(sum(u.nbytes for u in units), progress)
         stats: list[pack.UnitStats] = []
-        for s in _run(pack.tokenize_unit, jobs, pool):
-            stats.append(s)
-            bar.update(s)
+        with _one_tokenizer_thread() if pool is None else contextlib.nullcontext():
+            for s in _run(pack.tokenize_unit, jobs, pool):
+                stats.append(s)
+                bar.update(s)
         bar.close()
         hashes = list(_run(_hash_file, [(f.path,) for f in files], pool))
         totals = pack.assign_splits(str(work), len(units), val_fraction, val_docs)
@@ -166,10 +195,18 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
                                     f"seq_len+1 = {sample_tokens}; add data, lower --seq-len"
                                     + (" or raise --val-fraction/--val-docs" if split == "val" else ""))
             per = part_samples or max(1, (256 << 20) // (sample_tokens * (2 if dtype == "uint16" else 4)))
-            parts = [(str(work), split, j, a, min(n, a + per), sample_tokens, dtype, t["unit_tokens"], shard_bytes)
-                     for j, a in enumerate(range(0, n, per))]
-            written = sum(_run(pack.write_part, parts, pool))
-            assert pack.merge_parts(work / split, len(parts)) == written == n
+            per_shard = pack.shard_samples(sample_tokens, dtype, shard_bytes)
+            shard_jobs = []  # one job per shard (None: the whole part through MDSWriter)
+            for j, a in enumerate(range(0, n, per)):
+                b = min(n, a + per)
+                ranges = [(None, a, b)] if per_shard is None else [
+                    (k, c, min(b, c + per_shard)) for k, c in enumerate(range(a, b, per_shard))]
+                shard_jobs += [(str(work), split, j, k, c, d, sample_tokens, dtype, t["unit_tokens"], shard_bytes)
+                               for k, c, d in ranges]
+            parts: list[list[dict]] = [[] for _ in range(0, n, per)]
+            for job, entries in zip(shard_jobs, _run(pack.write_shards, shard_jobs, pool)):
+                parts[job[2]] += entries
+            assert pack.merge_parts(work / split, parts) == n
             splits[split] = {"docs": t["docs"], "tokens": t["tokens"], "samples": n,
                              "remainder_tokens": t["tokens"] - n * sample_tokens, "utf8_bytes": t["utf8_bytes"]}
         pack.remove_units(str(work))

@@ -199,3 +199,63 @@ def test_flag_errors(tmp_path: Path, docs: list[str]) -> None:
     with pytest.raises(DataPrepError, match="not a single rwkv_world token|outside"):
         tk.tokenize_corpus([inp], tmp_path / "o", "rwkv_world", 8, eos=70000, progress=False)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("seq_len,shard_bytes,part_samples", [(48, 20_000, 150), (300, 1 << 26, None), (40, 50, 30)])
+def test_shards_are_mdswriter_bytes(tmp_path: Path, docs: list[str], seq_len: int, shard_bytes: int,
+                                    part_samples: int | None) -> None:
+    """pack.write_shards builds shards itself: each part must be byte for byte what MDSWriter writes for its samples
+    (the last case has samples larger than a shard: the MDSWriter fallback, with its empty first shard)."""
+    from gf_train.data.compat import ensure_torchvision
+
+    ensure_torchvision()
+    from streaming import MDSWriter
+
+    inp = write_jsonl(tmp_path / "c.jsonl", docs[:150])
+    tk.tokenize_corpus([str(inp)], tmp_path / "ds", "rwkv_world", seq_len, progress=False, log=lambda s: 0,
+                       shard_bytes=shard_bytes, part_samples=part_samples)
+    m = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    flat = read_split(tmp_path / "ds", "train").astype(m["dtype"]).reshape(-1, seq_len + 1)
+    index = json.loads((tmp_path / "ds" / "train" / "index.json").read_text())
+    parts = sorted((tmp_path / "ds" / "train").glob("part.*"))
+    assert len(parts) >= 2 or part_samples is None
+    row = 0
+    for part in parts:
+        n = sum(s["samples"] for s in index["shards"] if s["zip_data"]["basename"].startswith(part.name + "/"))
+        ref = tmp_path / "ref" / part.name
+        with MDSWriter(out=str(ref), columns={"tokens": f"ndarray:{m['dtype']}:{seq_len + 1}"}, compression="zstd",
+                       size_limit=shard_bytes) as w:
+            for r in flat[row: row + n]:
+                w.write({"tokens": r})
+        row += n
+        ours = sorted(p.name for p in part.glob("*.zstd"))  # (reading decompressed the raw .mds next to them)
+        assert ours and ours == sorted(p.name for p in ref.iterdir() if p.name != "index.json")
+        for name in ours:
+            assert (part / name).read_bytes() == (ref / name).read_bytes(), (part.name, name)
+        want = json.loads((ref / "index.json").read_text())["shards"]
+        got = [s for s in index["shards"] if s["zip_data"]["basename"].startswith(part.name + "/")]
+        for s in got:
+            for k in ("raw_data", "zip_data"):
+                s[k]["basename"] = s[k]["basename"].split("/", 1)[1]
+        assert got == want
+    assert row == len(flat)
+
+
+def test_jsonl_parsing_matches_json(tmp_path: Path) -> None:
+    """orjson is only a fast path: lines it rejects or reads differently get json's result and json's errors."""
+    from gf_train.data.readers import _text_of, _text_of_json
+
+    lines = [b'{"text": "a", "text": "b"}', b'\xef\xbb\xbf{"text": "bom"}', b'{"text": "\\ud800 lone"}',
+             b'{"text": "x", "n": NaN}', b'{"text": 123456789012345678901234567890}', b'{"text": "caf\xe9"}',
+             b'{"text": "\\ud83d\\ude00 \\u0000"}', b'["text"]', b'{"body": "x"}', b'{"text": "a"} x',
+             b'{"text": 1e400}']
+    for line in lines:
+        try:
+            want: object = _text_of_json(line, "text")
+        except ValueError as e:
+            want = ("error", str(e))
+        try:
+            got: object = _text_of(line, "text")
+        except ValueError as e:
+            got = ("error", str(e))
+        assert got == want, line
