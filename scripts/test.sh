@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export PYTHONUNBUFFERED=1
-exec .venv/bin/python -m pytest -p no:cacheprovider --timeout=900 "$@"
+exec .venv/bin/python -m pytest -p no:cacheprovider --timeout=900 --durations=12 "$@"
