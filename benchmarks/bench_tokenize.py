@@ -1,11 +1,16 @@
 """Benchmark: end-to-end `tokenize_corpus` (data_prep/tokenize.py) vs the raw tokenizer's `encode_batch`.
 
-Same text for both, in one run, with 1 and 2 workers. Raw rate with N workers: N processes, each calling
-`encode_batch` on 1/N of the documents already in memory (wall time of the slowest). End-to-end: reading
-jsonl, JSON parsing, tokenizing, the split pass, MDS (zstd) writing, input hashing and the manifest
-(timed on a second run in the same process, so one-time imports and pool start-up are not counted).
+Same text for both, in one run, with 1 and 2 workers, one core per worker on both sides
+(RAYON_NUM_THREADS=1, TOKENIZERS_PARALLELISM=false for this process and every child: pyrwkv-tokenizer
+and HF tokenizers would otherwise spread one `encode_batch` over all cores). Raw rate with N workers: N
+processes, each calling `encode_batch` on 1/N of the documents already in memory (wall time of the
+slowest). End-to-end: `tokenize_corpus` on the jsonl of the same documents: reading, JSON parsing,
+tokenizing, the split pass, MDS (zstd) writing, input hashing and the manifest; a first untimed run
+imports everything and starts the forkserver, but each timed run starts its own worker pool (workers
+load the tokenizer: ~0.2 s for rwkv_world). Each repeat times raw then end-to-end back to back; the table
+gives the medians over --repeats and the ratio of the medians.
 
-    python benchmarks/bench_tokenize.py [--mb 24] [--bpe-mb 4] [--out DIR]
+    python benchmarks/bench_tokenize.py [--mb 24] [--bpe-mb 4] [--repeats 5] [--out DIR]
 
 Prints a Markdown table (for docs/benchmarks.md, section "Tokenization").
 """
@@ -15,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
+import statistics
 import sys
 import sysconfig
 import tempfile
@@ -23,6 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.update(RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")  # before any tokenizer: 1 core/worker
 
 from gf_train.data.tokenize import tokenize_corpus  # noqa: E402
 from gf_train.data.tokenizers import load_tokenizer  # noqa: E402
@@ -68,9 +76,6 @@ def raw_rate(spec: str, docs: list[str], workers: int) -> tuple[int, float]:
 
 
 def e2e_rate(spec: str, jsonl: Path, out: Path, workers: int) -> tuple[int, float]:
-    """Second of two runs: one-time start-up (importing streaming ~2.5 s, the forkserver) is excluded."""
-    tokenize_corpus([str(jsonl)], out, spec, 2048, workers=workers, overwrite=True, progress=False,
-                    log=lambda s: None)
     t = time.perf_counter()
     m = tokenize_corpus([str(jsonl)], out, spec, 2048, workers=workers, overwrite=True, progress=False,
                         log=lambda s: None)
@@ -82,8 +87,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=24.0, help="MB of text for rwkv_world")
     ap.add_argument("--bpe-mb", type=float, default=4.0, help="MB of text for the HF BPE tokenizer")
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats per case (medians reported)")
     ap.add_argument("--out", default=None, help="scratch folder (default: a temporary one)")
     args = ap.parse_args()
+    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
     scratch = Path(args.out or tempfile.mkdtemp(prefix="bench_tok_"))
     scratch.mkdir(parents=True, exist_ok=True)
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -100,16 +107,25 @@ def main() -> int:
         jsonl = scratch / f"{name.split()[0]}.jsonl"
         jsonl.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
         for w in (1, 2):
-            n_raw, t_raw = raw_rate(spec, docs, w)
-            n_e2e, t_e2e = e2e_rate(spec, jsonl, scratch / f"out_{w}", w)
-            rows.append((name, w, sum(len(d.encode()) for d in docs) / 1e6, n_raw / t_raw / 1e6, n_e2e / t_e2e / 1e6,
-                         (n_e2e / t_e2e) / (n_raw / t_raw)))
+            e2e_rate(spec, jsonl, scratch / f"out_{w}", w)  # untimed: imports, forkserver start
+            raw, e2e = [], []
+            for _ in range(args.repeats):
+                n_raw, t_raw = raw_rate(spec, docs, w)
+                n_e2e, t_e2e = e2e_rate(spec, jsonl, scratch / f"out_{w}", w)
+                assert n_raw == n_e2e - len([d for d in docs if d]), (n_raw, n_e2e)  # e2e counts one EOS per doc
+                raw.append(n_raw / t_raw / 1e6)
+                e2e.append(n_raw / t_e2e / 1e6)  # the same token count on both sides (EOS not counted)
+            r, e = statistics.median(raw), statistics.median(e2e)
+            rows.append((name, w, sum(len(d.encode()) for d in docs) / 1e6, r, min(raw), max(raw), e, min(e2e),
+                         max(e2e), e / r))
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {mp.cpu_count()} cores, "
-          f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}")
+          f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}; load average before / after: "
+          f"{load0} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}; medians of {args.repeats} (min-max)")
     print("| tokenizer | workers | text MB | raw encode_batch Mtok/s | tokenize.py end-to-end Mtok/s | ratio |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.2f} | {r[4]:.2f} | {r[5]:.2f}x |")
+        print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.2f} ({r[4]:.2f}-{r[5]:.2f}) "
+              f"| {r[6]:.2f} ({r[7]:.2f}-{r[8]:.2f}) | {r[9]:.2f}x |")
     return 0
 
 

@@ -109,7 +109,7 @@ def discover_inputs(inputs: list[str]) -> list[InputFile]:
     return [f for f in found if not (f.path in seen or seen.add(f.path))]
 
 
-def plan_units(files: list[InputFile], chunk_bytes: int = 8 << 20) -> list[Unit]:
+def plan_units(files: list[InputFile], chunk_bytes: int = 2 << 20) -> list[Unit]:
     """Split inputs into work units; depends only on the inputs, never on the worker count."""
     units: list[Unit] = []
     for f in files:

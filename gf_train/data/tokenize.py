@@ -10,16 +10,17 @@ so a crash leaves no finished-looking output (a rerun removes the stale temporar
 on unchanged inputs (same paths, sizes, mtimes), which is a no-op that says so.
 
 Workers: `--workers N` runs both passes in N processes (forkserver, see `_preload`); with N = 1 they run in
-this process. Each worker (and this process while it tokenizes) keeps the tokenizer to one thread
-(`TOKENIZERS_PARALLELISM=false`, `RAYON_NUM_THREADS=1`), so N workers use N cores. Work units, parts and
-shards depend only on the inputs, so the output is byte-identical for any N.
+this process. Pool workers keep the tokenizer to one thread (`TOKENIZERS_PARALLELISM=false`,
+`RAYON_NUM_THREADS=1`; pyrwkv-tokenizer and HF tokenizers both use rayon in `encode_batch`), so N workers
+use N cores; the command line (`main`) does the same for this process. Work units (2 MB of jsonl by
+default: small enough to balance 2+ workers on small inputs), parts and shards depend only on the inputs,
+so the output is byte-identical for any N.
 Exit status: 0 done or no-op, 2 user error.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import multiprocessing as mp
@@ -118,25 +119,11 @@ def _init_worker(spec: str, eos: int | str | None) -> None:
     pack.worker_tokenizer(spec, eos)
 
 
-@contextlib.contextmanager
-def _one_tokenizer_thread():
-    """For --workers 1 (tokenizing in this process): HF tokenizers' encode_batch stays on one thread. It reads
-    TOKENIZERS_PARALLELISM at every call; a value the user set is kept."""
-    added = [k for k in ("TOKENIZERS_PARALLELISM",) if k not in os.environ]
-    for k in added:
-        os.environ[k] = _ONE_THREAD[k]
-    try:
-        yield
-    finally:
-        for k in added:
-            os.environ.pop(k, None)
-
-
 def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len: int, *, text_field: str = "text",
                     val_fraction: float = 0.0, val_docs: int | None = None, workers: int = 1,
                     overwrite: bool = False, skip_bad_records: bool = False, eos: int | str | None = None,
                     progress: bool = True, part_samples: int | None = None, shard_bytes: int = 1 << 26,
-                    chunk_bytes: int = 8 << 20, log: Any = print) -> dict[str, Any]:
+                    chunk_bytes: int = 2 << 20, log: Any = print) -> dict[str, Any]:
     """Tokenize `inputs` into `out` (see module docstring). Returns the manifest (`status`: written | noop)."""
     if seq_len < 1:
         raise DataPrepError(f"--seq-len must be >= 1, got {seq_len}")
@@ -177,10 +164,9 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
         jobs = [(u, i, str(work), tok.spec, eos, dtype, text_field, skip_bad_records) for i, u in enumerate(units)]
         bar = _Progress(sum(u.nbytes for u in units), progress)
         stats: list[pack.UnitStats] = []
-        with _one_tokenizer_thread() if pool is None else contextlib.nullcontext():
-            for s in _run(pack.tokenize_unit, jobs, pool):
-                stats.append(s)
-                bar.update(s)
+        for s in _run(pack.tokenize_unit, jobs, pool):
+            stats.append(s)
+            bar.update(s)
         bar.close()
         hashes = list(_run(_hash_file, [(f.path,) for f in files], pool))
         totals = pack.assign_splits(str(work), len(units), val_fraction, val_docs)
@@ -275,6 +261,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    for k, v in _ONE_THREAD.items():  # --workers 1 tokenizes here: one core, like each pool worker
+        os.environ.setdefault(k, v)
     try:
         m = tokenize_corpus(args.input, args.out, args.tokenizer, args.seq_len, text_field=args.text_field,
                             val_fraction=args.val_fraction, val_docs=args.val_docs, workers=args.workers,
