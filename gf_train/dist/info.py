@@ -94,8 +94,8 @@ def read_dist_info(env: MutableMapping[str, str] | None = None, apply: bool = Tr
         launcher = "torchrun"
         rank, world = _int(env, "RANK"), _int(env, "WORLD_SIZE")
         local_rank = _int(env, "LOCAL_RANK", 0)
-        # torchrun sets LOCAL_WORLD_SIZE; other launchers may not: assume a single node then.
-        local_world = _int(env, "LOCAL_WORLD_SIZE", world)
+        # torchrun sets LOCAL_WORLD_SIZE, the deepspeed launcher LOCAL_SIZE; else assume a single node.
+        local_world = _int(env, "LOCAL_WORLD_SIZE", _int(env, "LOCAL_SIZE", world))
         addr = env.get("MASTER_ADDR", "127.0.0.1")
         port = _int(env, "MASTER_PORT", DEFAULT_MASTER_PORT)
     elif "SLURM_PROCID" in env and "SLURM_STEP_NUM_TASKS" in env:

@@ -6,8 +6,11 @@ Owner: `gf_train.train`. Usage:
                    [--resume-from STEP_DIR|RUN_DIR] [--init-from WEIGHTS|STEP_DIR] [key=value ...]
 
 Run the same command under torchrun, srun (one task per device), the deepspeed launcher, or as a single
-process. Rerunning it resumes from the newest complete checkpoint in the run dir. Exit codes: 0 done,
-1 user error, 3 too many non-finite steps, 75 preempted (checkpoint written; requeue). See `signals`.
+process. With the deepspeed launcher pass `--no_local_rank` (`deepspeed --num_gpus N --no_local_rank
+.venv/bin/gf-train train ...`): otherwise it puts `--local_rank=N` before `train`, which the top-level
+`gf-train` parser rejects (scripts that use `add_arguments` directly accept and ignore it).
+Rerunning it resumes from the newest complete checkpoint in the run dir. Exit codes: 0 done, 1 user error,
+3 too many non-finite steps, 75 preempted (checkpoint written; requeue). See `signals`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", default=None,
                         help="model-only warm start: exported weights dir / .safetensors, or a checkpoint step dir "
                              "(ignored when the run dir already has a checkpoint)")
+    # The deepspeed launcher passes --local_rank=N to the script (unless --no_local_rank); LOCAL_RANK in the
+    # environment carries the same value, so the flag is accepted and ignored.
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. schedule.max_steps=100")
 
 

@@ -169,7 +169,7 @@ class _Trainer:
             if plan is not None:
                 self.log(f"--init-from {init_from} ignored: resuming the run's own checkpoint instead")
             else:
-                for m in rs.warm_start(model, Path(init_from)):
+                for m in rs.warm_start(model, Path(init_from), cfg.model):
                     self.log(m)
         model = model.to(self.device)
         self.n_params = sum(p.numel() for p in model.parameters())

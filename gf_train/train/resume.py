@@ -141,12 +141,53 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def warm_start(model: torch.nn.Module, path: Path) -> list[str]:
-    """Load model weights only (no optimizer, step or data state). Returns messages to log."""
+def _source_model_config(path: Path, step_dir: Path | None) -> tuple[dict[str, Any], Path] | None:
+    """The model config the weights were saved with: a step dir's config.yaml, or the `gf_model` entry of
+    an export's config.json (next to a .safetensors file too). None for bare weights."""
+    import dataclasses
+    import json
+
+    if step_dir is not None and (step_dir / "config.yaml").is_file():
+        src = step_dir / "config.yaml"
+        return dataclasses.asdict(loads(src.read_text()).model), src
+    src = (path if path.is_dir() else path.parent) / "config.json"
+    if src.is_file():
+        try:
+            gf_model = json.loads(src.read_text()).get("gf_model")
+        except ValueError:
+            return None
+        if isinstance(gf_model, dict):
+            return gf_model, src
+    return None
+
+
+def _check_architecture(path: Path, source: tuple[dict[str, Any], Path] | None, model_cfg: Any) -> None:
+    """Raise ValueError naming the first architecture field where the weights' config and ours differ."""
+    import dataclasses
+
+    if source is None or model_cfg is None or not dataclasses.is_dataclass(model_cfg):
+        return
+    theirs, src = source
+    for f in dataclasses.fields(model_cfg):
+        if f.name in ck.NON_ARCH_MODEL_FIELDS or f.name not in theirs:
+            continue
+        a, b = theirs[f.name], getattr(model_cfg, f.name)
+        if a != b:
+            raise ValueError(f"--init-from {path}: model.{f.name} is {a!r} in the weights' config ({src}) but "
+                             f"{b!r} in this run's config: the weights cannot be loaded. Set model.{f.name}={a!r} "
+                             f"or start from other weights")
+
+
+def warm_start(model: torch.nn.Module, path: Path, model_cfg: Any = None) -> list[str]:
+    """Load model weights only (no optimizer, step or data state). Returns messages to log. With
+    `model_cfg`, an architecture field that differs from the weights' own config is a ValueError."""
     if not path.exists():
         raise FileNotFoundError(f"--init-from {path} does not exist")
+    step_dir = None
     if (path / ck.CLIENT_STATE).is_file() or (path / ck.DS_TAG).is_dir():
         step_dir = ck.resolve_checkpoint(path)
+    _check_architecture(path, _source_model_config(path, step_dir), model_cfg)
+    if step_dir is not None:
         model_file = step_dir / ck.DS_TAG / "mp_rank_00_model_states.pt"
         if ck.read_client_state(step_dir)["zero_stage"] == 0 and model_file.is_file():
             sd = torch.load(model_file, map_location="cpu", weights_only=False)["module"]  # DeepSpeed's own file

@@ -19,13 +19,17 @@ TINY = REPO / "tests" / "train" / "tiny.yaml"
 
 
 def launch(run_dir: Path, *args: str, nproc: int = 1, fake: bool = True, config: Path | None = TINY,
-           env: dict[str, str | None] | None = None, timeout: float = 300, wait: bool = True
-           ) -> subprocess.CompletedProcess | subprocess.Popen:
+           env: dict[str, str | None] | None = None, timeout: float = 300, wait: bool = True,
+           launcher: list[str] | None = None) -> subprocess.CompletedProcess | subprocess.Popen:
+    """`launcher` replaces the whole launcher + entry prefix (e.g. the deepspeed launcher and a script)."""
     entry = [str(REPO / "tests" / "train" / "fakes.py")] if fake else ["-m", "gf_train", "train"]
     cmd = [sys.executable]
     if nproc > 1:
         cmd += ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(free_port())]
-    cmd += entry + (["--config", str(config)] if config else []) + ["--run-dir", str(run_dir), *args]
+    cmd += entry
+    if launcher is not None:
+        cmd = list(launcher)
+    cmd += (["--config", str(config)] if config else []) + ["--run-dir", str(run_dir), *args]
     e = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     e.update({"PYTHONPATH": str(REPO), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
     for k, v in (env or {}).items():  # None removes a variable

@@ -2,12 +2,14 @@
 MDS data: a tiny RWKV-named model and a deterministic, elastic, resumable loader.
 
 Also runnable as a launcher: `python -m torch.distributed.run ... tests/train/fakes.py --config R.yaml ...`
-runs `gf_train.train.loop.train` with these fakes (same flags as `gf-train train`).
+runs `gf_train.train.loop.train` with these fakes (same flags as `gf-train train`);
+GF_TRAIN_FAKES_REAL_MODEL=1 keeps the fake loader but builds the real `gf_train.model`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p)
     a = p.parse_args(argv)
     cfg = load(a.config, a.overrides)
+    if os.environ.get("GF_TRAIN_FAKES_REAL_MODEL") == "1":  # the real gf_train.model on the fake loader
+        return train(cfg, Path(a.run_dir), stop_at_step=a.stop_at_step,
+                     resume_from=Path(a.resume_from) if a.resume_from else None,
+                     init_from=Path(a.init_from) if a.init_from else None, loader_factory=loader_factory)
     return train(cfg, Path(a.run_dir), stop_at_step=a.stop_at_step,
                  resume_from=Path(a.resume_from) if a.resume_from else None,
                  init_from=Path(a.init_from) if a.init_from else None, model_factory=model_factory,

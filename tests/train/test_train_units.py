@@ -28,6 +28,15 @@ def test_dist_info_torchrun_env() -> None:
     assert i.node_rank == 1
 
 
+def test_dist_info_deepspeed_launcher_env() -> None:
+    # deepspeed.launcher.launch sets RANK/LOCAL_RANK/WORLD_SIZE and LOCAL_SIZE (not LOCAL_WORLD_SIZE)
+    env = {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_SIZE": "4", "CROSS_RANK": "1",
+           "CROSS_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "29500"}
+    i = read_dist_info(env)
+    assert (i.rank, i.world_size, i.local_rank, i.local_world_size, i.node_rank) == (5, 8, 1, 4, 1)
+    assert env["LOCAL_WORLD_SIZE"] == "4"
+
+
 def test_dist_info_slurm_env_is_mapped() -> None:
     env = {"SLURM_PROCID": "5", "SLURM_STEP_NUM_TASKS": "8", "SLURM_LOCALID": "1", "SLURM_NODEID": "1",
            "SLURM_STEP_TASKS_PER_NODE": "4(x2)", "SLURM_JOB_NODELIST": "gpu07", "SLURM_JOB_ID": "4242",
