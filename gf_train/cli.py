@@ -89,9 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _drop_local_rank(argv: list[str]) -> list[str]:
+    """The deepspeed launcher passes `--local_rank=N` first; LOCAL_RANK in the environment says the same."""
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--local_rank":
+            skip = True
+        elif not a.startswith("--local_rank="):
+            out.append(a)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(_drop_local_rank(list(sys.argv[1:] if argv is None else argv)))
     if unknown:
         # Subcommands that take free `key=value` overrides declare an `overrides` positional; anything
         # else left over is a typo.

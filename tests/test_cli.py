@@ -28,3 +28,10 @@ def test_python_dash_m_works() -> None:
                         str(REPO / "recipes/debug_cpu.yaml")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "arch: goldfinch" in r.stdout
+
+
+def test_deepspeed_launchers_local_rank_flag_is_accepted(capsys) -> None:
+    rc = main(["--local_rank=1", "config", "show", "--config", str(REPO / "recipes/debug_cpu.yaml")])
+    assert rc == 0 and "arch: goldfinch" in capsys.readouterr().out
+    rc = main(["--local_rank", "0", "config", "show", "--config", str(REPO / "recipes/debug_cpu.yaml")])
+    assert rc == 0
