@@ -143,13 +143,14 @@ class GoldFinchLM(nn.Module):
 
     @torch.no_grad()
     def prefill(
-        self, input_ids: Tensor, cache: ModelCache | None = None, *, chunk_size: int | None = None,
+        self, input_ids: Tensor, cache: ModelCache | None = None, *, chunk_size: int | None = 1024,
         key_mode: str = "compressed", token_dtype: torch.dtype = torch.int32,
         gold_window: int | None = None, seed_gold_shift: bool = False,
     ) -> tuple[Tensor, ModelCache]:
         """Consume a prompt chunk: input_ids [B, T] -> (logits of its last token [B, V], new cache).
 
-        chunk_size: run the recurrent blocks over at most this many tokens at a time (bounds memory).
+        chunk_size: run the recurrent blocks over at most this many tokens at a time, carrying their
+            states (bounds activation memory; 1024 was fastest on CPU, see docs/benchmarks.md; None = all).
         key_mode / token_dtype: only used when ``cache`` is None (see ``ModelCache``).
         gold_window: GOLD query window (default 2·n_gold+1, exact with zero shift states);
         seed_gold_shift: seed the first GOLD time mix's shift state from the recurrent stream (then
