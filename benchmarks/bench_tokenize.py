@@ -3,9 +3,10 @@
 Same text for both, in one run, with 1 and 2 workers, one core per worker on both sides
 (RAYON_NUM_THREADS=1, TOKENIZERS_PARALLELISM=false for this process and every child: pyrwkv-tokenizer
 and HF tokenizers would otherwise spread one `encode_batch` over all cores). Raw rate with N workers: N
-processes, each calling `encode_batch` on 1/N of the documents already in memory (wall time of the
-slowest). End-to-end: `tokenize_corpus` on the jsonl of the same documents: reading, JSON parsing,
-tokenizing, the split pass, MDS (zstd) writing, input hashing and the manifest; a first untimed run
+processes, each calling `encode_batch` on 1/N of the documents already in memory (the slowest worker's
+`encode_batch` time, measured in the worker). End-to-end: `tokenize_corpus` on the jsonl of the same
+documents: reading, JSON parsing, tokenizing, the split pass, MDS (zstd) writing, input hashing and
+the manifest; a first untimed run
 imports everything and starts the forkserver, but each timed run starts its own worker pool (workers
 load the tokenizer: ~0.2 s for rwkv_world). Each repeat times raw then end-to-end back to back; the table
 gives the medians over --repeats and the ratio of the medians.
@@ -62,17 +63,19 @@ def _init(spec: str) -> None:
     _TOK = load_tokenizer(spec)
 
 
-def _count(texts: list[str]) -> int:
-    return sum(map(len, _TOK.encode_batch(texts)))  # type: ignore[union-attr]
+def _count(texts: list[str]) -> tuple[int, float]:
+    """Tokens and seconds of `encode_batch` alone (timed in the worker: sending the text there is not counted)."""
+    t = time.perf_counter()
+    n = sum(map(len, _TOK.encode_batch(texts)))  # type: ignore[union-attr]
+    return n, time.perf_counter() - t
 
 
 def raw_rate(spec: str, docs: list[str], workers: int) -> tuple[int, float]:
     chunks = [docs[i::workers] for i in range(workers)]
     with mp.get_context("spawn").Pool(workers, initializer=_init, initargs=(spec,)) as pool:
         pool.map(_count, [[d[:100]] for d in docs[:workers]])  # warm up: tokenizers loaded
-        t = time.perf_counter()
-        n = sum(pool.map(_count, chunks))
-        return n, time.perf_counter() - t
+        res = pool.map(_count, chunks)
+        return sum(n for n, _ in res), max(t for _, t in res)  # the slowest worker
 
 
 def e2e_rate(spec: str, jsonl: Path, out: Path, workers: int) -> tuple[int, float]:
