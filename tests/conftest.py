@@ -48,6 +48,16 @@ def _per_test_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", None)
 
 
+@pytest.fixture(autouse=True)
+def _restore_environ() -> object:
+    """Undo what a test (or library code it calls, e.g. the data loader filling in RANK/LOCAL_WORLD_SIZE for
+    a single process) wrote into os.environ, so no launch variable leaks into later tests' subprocesses."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return REPO
