@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gf_train.dist.info import launch_free_env
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "debug_cpu.yaml"
 # Pure-Python standard-library modules with substantial documentation (importable without side effects).
@@ -83,7 +85,7 @@ def build_corpus(out: Path, max_bytes: int, doc_bytes: int = 3000) -> dict[str, 
 
 
 def child_env(out: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env = launch_free_env()
     env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", WANDB_MODE="disabled", PYTHONUNBUFFERED="1",
                TOKENIZERS_PARALLELISM="false")
     paths = [str(REPO)]

@@ -4,12 +4,13 @@ stop + resume -> export -> eval vs unigram entropy -> sample -> plot (marker `sl
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from gf_train.dist.info import launch_free_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.dist
 def test_quickstart_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "qs"
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env = launch_free_env()
     res = subprocess.run([sys.executable, "-m", "gf_train.quickstart", "--out", str(out), "--steps", "40",
                           "--corpus-mb", "1.5", "--max-new-tokens", "12"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)

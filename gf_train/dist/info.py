@@ -18,6 +18,10 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 DEFAULT_MASTER_PORT = 29500
+# Variables launchers set (torchrun, the deepspeed launcher, our Slurm mapping). A process that starts a new
+# job of its own (a test, the quickstart) must not pass its own values on: see `launch_free_env`.
+LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_SIZE", "GROUP_RANK", "ROLE_RANK",
+               "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "CROSS_RANK", "CROSS_SIZE")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,11 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def launch_free_env(env: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of `env` (default os.environ) without any launcher variable, for starting a new job."""
+    return {k: v for k, v in (os.environ if env is None else env).items() if k not in LAUNCH_VARS}
 
 
 def parse_tasks_per_node(spec: str, node_id: int) -> int:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +15,7 @@ from gf_train.config.data import DataConfig, StreamConfig
 from gf_train.data import build_loader, check_vocab, read_manifest
 from gf_train.data.compat import clean_stale_shm, ensure_rank_env
 from gf_train.data.tokenize import tokenize_corpus
+from gf_train.dist.info import free_port, launch_free_env
 
 HERE = Path(__file__).resolve().parent
 
@@ -138,17 +137,11 @@ def test_rank_env_from_slurm_and_stale_shm(tmp_path: Path) -> None:
         live.unlink()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.dist
 def test_two_ranks_resume_and_elastic(dataset: Path, rank0_env: None) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            str(HERE / "_dist_loader_worker.py"), str(dataset), "2", "8", "6", "3"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
+    env = launch_free_env()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
     assert r.returncode == 0 and lines, r.stdout[-3000:] + r.stderr[-3000:]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -26,10 +25,10 @@ REPO = HERE.parents[1]
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 steps of the real trainer + real GoldFinch (fake loader), ZeRO-2, checkpoints at steps 2 and 4."""
-    from gf_train.dist.info import free_port
+    from gf_train.dist.info import free_port, launch_free_env
 
     run = tmp_path_factory.mktemp("ckpt") / "run"
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env = launch_free_env()
     env.update(PYTHONPATH=str(REPO), DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", RANK="0", WORLD_SIZE="1",
                LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     res = subprocess.run([sys.executable, str(HERE / "ckpt_launcher.py"), "--config", str(HERE / "ckpt_tiny.yaml"),

@@ -5,20 +5,16 @@ the real `python -m gf_train train`."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from gf_train.dist.info import free_port
+from gf_train.dist.info import free_port, launch_free_env
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "train" / "tiny.yaml"
-# Set by launchers (torchrun, deepspeed, srun mapping); a child must get only what its own launcher sets.
-LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_SIZE", "GROUP_RANK", "ROLE_RANK",
-               "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "CROSS_RANK", "CROSS_SIZE")
 
 
 def launch(run_dir: Path, *args: str, nproc: int = 1, fake: bool = True, config: Path | None = TINY,
@@ -33,7 +29,7 @@ def launch(run_dir: Path, *args: str, nproc: int = 1, fake: bool = True, config:
     if launcher is not None:
         cmd = list(launcher)
     cmd += (["--config", str(config)] if config else []) + ["--run-dir", str(run_dir), *args]
-    e = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
+    e = launch_free_env()
     e.update({"PYTHONPATH": str(REPO), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
     for k, v in (env or {}).items():  # None removes a variable
         if v is None:
