@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_quickstart_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "qs"
     env = launch_free_env()
-    res = subprocess.run([sys.executable, "-m", "gf_train.quickstart", "--out", str(out), "--steps", "40",
+    res = subprocess.run([sys.executable, "-m", "gf_train.quickstart", "--out", str(out), "--steps", "60",
                           "--corpus-mb", "1.5", "--max-new-tokens", "12"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
@@ -32,10 +32,10 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert manifest["splits"]["train"]["tokens"] > 200_000 and manifest["splits"]["val"]["tokens"] > 0
     # stopped midway, then resumed to the end; both launches were torchrun with 2 ranks
     log = (out / "quickstart.log").read_text()
-    assert log.count("torch.distributed.run --nproc_per_node 2") == 2 and "--stop-at-step 20" in log
+    assert log.count("torch.distributed.run --nproc_per_node 2") == 2 and "--stop-at-step 30" in log
     steps = [json.loads(line)["step"] for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert max(steps) == 40 and 20 in steps
-    assert (out / "run" / "checkpoints" / "step_00000040" / "COMPLETE").is_file()
+    assert max(steps) == 60 and 30 in steps
+    assert (out / "run" / "checkpoints" / "step_00000060" / "COMPLETE").is_file()
     # the model learned something: validation loss clearly under the corpus's unigram entropy
     assert summary["val_loss"] < summary["unigram_entropy"] - 0.3, summary
     assert "unigram entropy" in res.stdout and "validation loss" in res.stdout
