@@ -4,12 +4,14 @@ Same text for both, in one run, with 1 and 2 workers, one core per worker on bot
 (RAYON_NUM_THREADS=1, TOKENIZERS_PARALLELISM=false for this process and every child: pyrwkv-tokenizer
 and HF tokenizers would otherwise spread one `encode_batch` over all cores). Raw rate with N workers: N
 processes, each calling `encode_batch` on 1/N of the documents already in memory (the slowest worker's
-`encode_batch` time, measured in the worker). End-to-end: `tokenize_corpus` on the jsonl of the same
-documents: reading, JSON parsing, tokenizing, the split pass, MDS (zstd) writing, input hashing and
-the manifest; a first untimed run
-imports everything and starts the forkserver, but each timed run starts its own worker pool (workers
-load the tokenizer: ~0.2 s for rwkv_world). Each repeat times raw then end-to-end back to back; the table
-gives the medians over --repeats and the ratio of the medians.
+`encode_batch` time, measured in the worker, ids lists freed inside the timing), two ways: in one call
+over all of them ("one call": slower for fast tokenizers, whose millions of Python ints then spill out of
+the caches) and in calls of about `pack.BATCH_CHARS` characters ("batches": the tokenizer's best rate,
+and the baseline of the ratio). End-to-end: `tokenize_corpus` on the jsonl of the same documents:
+reading, JSON parsing, tokenizing, ids to bytes, the split decision, MDS (zstd) writing, input hashing
+and the manifest; a first untimed run imports everything and starts the forkserver, and each timed run
+starts its own worker pool. Each repeat times the raw rates then end-to-end back to back; the table
+gives medians (min-max) over --repeats and the ratios of the medians.
 
     python benchmarks/bench_tokenize.py [--mb 24] [--bpe-mb 4] [--repeats 5] [--out DIR]
 
@@ -33,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.update(RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")  # before any tokenizer: 1 core/worker
 
+from gf_train.data.pack import BATCH_CHARS  # noqa: E402
 from gf_train.data.tokenize import tokenize_corpus  # noqa: E402
 from gf_train.data.tokenizers import load_tokenizer  # noqa: E402
 
@@ -63,18 +66,29 @@ def _init(spec: str) -> None:
     _TOK = load_tokenizer(spec)
 
 
-def _count(texts: list[str]) -> tuple[int, float]:
-    """Tokens and seconds of `encode_batch` alone (timed in the worker: sending the text there is not counted)."""
+def _count(texts: list[str], batch_chars: int | None) -> tuple[int, float]:
+    """Tokens and seconds of `encode_batch` alone (timed in the worker: sending the text there is not counted),
+    in one call (batch_chars None) or in calls of about batch_chars characters."""
+    batches, cur, chars = [], [], 0
+    for t in texts:
+        cur.append(t)
+        chars += len(t)
+        if batch_chars and chars >= batch_chars:
+            batches.append(cur)
+            cur, chars = [], 0
+    batches += [cur] if cur else []
     t = time.perf_counter()
-    n = sum(map(len, _TOK.encode_batch(texts)))  # type: ignore[union-attr]
+    n = 0
+    for b in batches:
+        n += sum(map(len, _TOK.encode_batch(b)))  # type: ignore[union-attr]
     return n, time.perf_counter() - t
 
 
-def raw_rate(spec: str, docs: list[str], workers: int) -> tuple[int, float]:
-    chunks = [docs[i::workers] for i in range(workers)]
+def raw_rate(spec: str, docs: list[str], workers: int, batch_chars: int | None) -> tuple[int, float]:
+    chunks = [(docs[i::workers], batch_chars) for i in range(workers)]
     with mp.get_context("spawn").Pool(workers, initializer=_init, initargs=(spec,)) as pool:
-        pool.map(_count, [[d[:100]] for d in docs[:workers]])  # warm up: tokenizers loaded
-        res = pool.map(_count, chunks)
+        pool.starmap(_count, [([d[:100]], None) for d in docs[:workers]])  # warm up: tokenizers loaded
+        res = pool.starmap(_count, chunks)
         return sum(n for n, _ in res), max(t for _, t in res)  # the slowest worker
 
 
@@ -111,24 +125,30 @@ def main() -> int:
         jsonl.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
         for w in (1, 2):
             e2e_rate(spec, jsonl, scratch / f"out_{w}", w)  # untimed: imports, forkserver start
-            raw, e2e = [], []
+            raw1, raw, e2e = [], [], []
             for _ in range(args.repeats):
-                n_raw, t_raw = raw_rate(spec, docs, w)
+                n_one, t_one = raw_rate(spec, docs, w, None)
+                n_raw, t_raw = raw_rate(spec, docs, w, BATCH_CHARS)
                 n_e2e, t_e2e = e2e_rate(spec, jsonl, scratch / f"out_{w}", w)
-                assert n_raw == n_e2e - len([d for d in docs if d]), (n_raw, n_e2e)  # e2e counts one EOS per doc
+                assert n_one == n_raw == n_e2e - len([d for d in docs if d]), (n_raw, n_e2e)  # e2e: + 1 EOS/doc
+                raw1.append(n_raw / t_one / 1e6)
                 raw.append(n_raw / t_raw / 1e6)
-                e2e.append(n_raw / t_e2e / 1e6)  # the same token count on both sides (EOS not counted)
-            r, e = statistics.median(raw), statistics.median(e2e)
-            rows.append((name, w, sum(len(d.encode()) for d in docs) / 1e6, r, min(raw), max(raw), e, min(e2e),
-                         max(e2e), e / r))
+                e2e.append(n_raw / t_e2e / 1e6)  # the same token count on every side (EOS not counted)
+            rows.append((name, w, sum(len(d.encode()) for d in docs) / 1e6, raw1, raw, e2e))
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {mp.cpu_count()} cores, "
           f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}; load average before / after: "
           f"{load0} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}; medians of {args.repeats} (min-max)")
-    print("| tokenizer | workers | text MB | raw encode_batch Mtok/s | tokenize.py end-to-end Mtok/s | ratio |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.2f} ({r[4]:.2f}-{r[5]:.2f}) "
-              f"| {r[6]:.2f} ({r[7]:.2f}-{r[8]:.2f}) | {r[9]:.2f}x |")
+    print("| tokenizer | workers | text MB | raw, one call Mtok/s | raw, batches Mtok/s | tokenize.py end-to-end "
+          "Mtok/s | ratio to batches (to one call) |")
+    print("|---|---|---|---|---|---|---|")
+
+    def cell(xs: list[float]) -> str:
+        return f"{statistics.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})"
+
+    for name, w, mb, raw1, raw, e2e in rows:
+        e = statistics.median(e2e)
+        print(f"| {name} | {w} | {mb:.1f} | {cell(raw1)} | {cell(raw)} | {cell(e2e)} "
+              f"| {e / statistics.median(raw):.2f}x ({e / statistics.median(raw1):.2f}x) |")
     return 0
 
 

@@ -1,13 +1,13 @@
 """The two passes of data preparation: tokenize units to flat token files, then pack splits into MDS parts.
 
 Pass 1 (`tokenize_unit`, one call per `Unit`, any process): documents -> ids + EOS, appended to
-`units/NNNNNN.tok` (raw uint16/uint32) with per-document arrays (token count incl. EOS, UTF-8 bytes,
-xxh3-64 of the text) in `units/NNNNNN.npz`.
-
-Between the passes (`assign_splits`, main process) every document goes to train or val: with
-`val_fraction`, a document is val when its text hash falls below the fraction (deterministic, and
-duplicates never straddle the splits); with `val_docs`, the `val_docs` documents with the smallest
-hashes. A split's token stream is its documents in input order (units in order, documents in order).
+`units/NNNNNN.tok` (raw uint16/uint32). Every document goes to train or val: with `val_fraction`, a
+document is val when the xxh3-64 of its text falls below the fraction (`val_cut`; deterministic, and
+duplicates never straddle the splits), decided in pass 1 itself (`unit_runs`); with `val_docs`, the
+`val_docs` documents with the smallest hashes, decided between the passes (`assign_splits`, main process,
+from the per-document arrays in `units/NNNNNN.npz`: token count incl. EOS, UTF-8 bytes, hash). A split's
+token stream is its documents in input order (units in order, documents in order); `units/NNNNNN.<split>.npy`
+holds a unit's part of it as (start, length) runs of its token file.
 
 Pass 2 (`write_shards`, one call per shard, any process): part j of a split holds the samples
 [j*part_samples, (j+1)*part_samples) of that stream, each sample being seq_len+1 consecutive tokens,
@@ -37,7 +37,8 @@ import numpy as np
 from gf_train.data.readers import Unit, iter_texts
 from gf_train.data.tokenizers import Tokenizer, load_tokenizer
 
-BATCH_CHARS = 1 << 22  # texts per encode_batch call: about 4 MB of text
+BATCH_CHARS = 1 << 20  # texts per encode_batch call: about 1 MB of text (its ids stay in cache; 4 MB: ~5% slower)
+PRELOAD_ENV = "GF_DATA_PRELOAD_TOKENIZER"  # see _preload
 SPLITS = ("train", "val")
 
 
@@ -51,6 +52,7 @@ class UnitStats:
     nbytes: int = 0
     skipped: int = 0
     skipped_examples: list[str] = field(default_factory=list)
+    splits: dict[str, list] | None = None  # per split [docs, tokens, utf8_bytes], when decided in pass 1
 
 
 _TOKENIZER: dict[tuple[str, str | None], Tokenizer] = {}
@@ -68,8 +70,9 @@ _STRUCT_CODE = {"uint16": "H", "uint32": "I"}  # native order, like numpy's
 
 
 def tokenize_unit(unit: Unit, index: int, work_dir: str, spec: str, eos: int | str | None, dtype: str,
-                  text_field: str, skip_bad: bool) -> UnitStats:
-    """Pass 1 for one unit. Returns its counts; writes units/{index:06d}.tok and .npz under work_dir."""
+                  text_field: str, skip_bad: bool, cut: int | None) -> UnitStats:
+    """Pass 1 for one unit. Returns its counts; writes units/{index:06d}.tok under work_dir and, with `cut`
+    (`val_cut`), the unit's split runs (`stats.splits`), else (`--val-docs`) the per-document .npz."""
     from xxhash import xxh3_64_intdigest
 
     tok = worker_tokenizer(spec, eos)
@@ -120,45 +123,51 @@ def tokenize_unit(unit: Unit, index: int, work_dir: str, spec: str, eos: int | s
             flush(batch)
     stats.docs = len(lens)
     stats.utf8_bytes = int(sum(nbytes))
-    np.savez(Path(work_dir) / "units" / f"{index:06d}.npz", lens=np.asarray(lens, np.int64),
-             nbytes=np.asarray(nbytes, np.int64), hashes=np.asarray(hashes, np.uint64))
+    a_lens, a_nbytes, a_hashes = np.asarray(lens, np.int64), np.asarray(nbytes, np.int64), np.asarray(hashes, np.uint64)
+    if cut is None:
+        np.savez(Path(work_dir) / "units" / f"{index:06d}.npz", lens=a_lens, nbytes=a_nbytes, hashes=a_hashes)
+    else:
+        stats.splits = unit_runs(work_dir, index, a_lens, a_nbytes, a_hashes < np.uint64(cut))
     return stats
 
 
-def assign_splits(work_dir: str, n_units: int, val_fraction: float, val_docs: int | None) -> dict[str, dict]:
-    """Decide train/val per document and return totals; write units/NNNNNN.<split>.npy: (start, length) runs of
-    the unit's token file holding that split's documents in order (adjacent documents merged into one run)."""
+def val_cut(val_fraction: float) -> int:
+    """Documents whose xxh3-64 text hash is below this are validation documents."""
+    return min(int(val_fraction * 2.0**64), 2**64 - 1) if val_fraction > 0 else 0
+
+
+def unit_runs(work_dir: str, index: int, lens: np.ndarray, nbytes: np.ndarray, is_val: np.ndarray) -> dict[str, list]:
+    """Write units/NNNNNN.<split>.npy for both splits: the (start, length) runs of the unit's token file that hold
+    the split's documents, in order (adjacent documents merged into one run). Returns per split
+    [docs, tokens, utf8_bytes]."""
+    starts = np.cumsum(lens) - lens
+    out: dict[str, list] = {}
+    for split, mask in (("train", ~is_val), ("val", is_val)):
+        st, ln = starts[mask].astype(np.int64), lens[mask].astype(np.int64)
+        if len(st):
+            first = np.r_[0, np.flatnonzero(st[1:] != st[:-1] + ln[:-1]) + 1]  # a new run starts here
+            runs = np.stack([st[first], np.add.reduceat(ln, first)], axis=1)
+        else:
+            runs = np.zeros((0, 2), np.int64)
+        np.save(Path(work_dir) / "units" / f"{index:06d}.{split}.npy", runs)
+        out[split] = [int(mask.sum()), int(ln.sum()), int(nbytes[mask].sum())]
+    return out
+
+
+def assign_splits(work_dir: str, n_units: int, val_docs: int) -> list[dict[str, list]]:
+    """`--val-docs`: the `val_docs` documents with the smallest hashes (ties by position) are val. Writes every
+    unit's runs (`unit_runs`) and returns their per-split [docs, tokens, utf8_bytes]."""
     metas = [np.load(Path(work_dir) / "units" / f"{i:06d}.npz") for i in range(n_units)]
     hashes = [m["hashes"] for m in metas]
-    if val_docs:
-        allh = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
-        if val_docs >= len(allh):
-            raise ValueError(f"--val-docs {val_docs} leaves no training documents (the corpus has {len(allh)})")
-        order = np.lexsort((np.arange(len(allh)), allh))  # smallest hashes, ties by position
-        is_val_all = np.zeros(len(allh), bool)
-        is_val_all[order[:val_docs]] = True
-        bounds = np.cumsum([0] + [len(h) for h in hashes])
-        is_val = [is_val_all[a:b] for a, b in zip(bounds, bounds[1:])]
-    else:
-        cut = np.uint64(min(int(val_fraction * 2.0**64), 2**64 - 1))
-        is_val = [h < cut if val_fraction > 0 else np.zeros(len(h), bool) for h in hashes]
-    totals = {s: {"docs": 0, "tokens": 0, "utf8_bytes": 0, "unit_tokens": []} for s in SPLITS}
-    for i, (m, v) in enumerate(zip(metas, is_val)):
-        starts = np.cumsum(m["lens"]) - m["lens"]
-        for split, mask in (("train", ~v), ("val", v)):
-            st, ln = starts[mask].astype(np.int64), m["lens"][mask].astype(np.int64)
-            if len(st):
-                first = np.r_[0, np.flatnonzero(st[1:] != st[:-1] + ln[:-1]) + 1]  # a new run starts here
-                runs = np.stack([st[first], np.add.reduceat(ln, first)], axis=1)
-            else:
-                runs = np.zeros((0, 2), np.int64)
-            np.save(Path(work_dir) / "units" / f"{i:06d}.{split}.npy", runs)
-            t = totals[split]
-            t["docs"] += int(mask.sum())
-            t["tokens"] += int(ln.sum())
-            t["utf8_bytes"] += int(m["nbytes"][mask].sum())
-            t["unit_tokens"].append(int(ln.sum()))
-    return totals
+    allh = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+    if val_docs >= len(allh):
+        raise ValueError(f"--val-docs {val_docs} leaves no training documents (the corpus has {len(allh)})")
+    order = np.lexsort((np.arange(len(allh)), allh))  # smallest hashes, ties by position
+    is_val_all = np.zeros(len(allh), bool)
+    is_val_all[order[:val_docs]] = True
+    bounds = np.cumsum([0] + [len(h) for h in hashes])
+    return [unit_runs(work_dir, i, m["lens"], m["nbytes"], is_val_all[a:b])
+            for i, (m, a, b) in enumerate(zip(metas, bounds, bounds[1:]))]
 
 
 def _gather(work_dir: str, split: str, unit_tokens: list[int], dtype: str, t0: int, t1: int,
@@ -216,10 +225,12 @@ def _sorted_json(obj: dict) -> dict:
 
 
 def write_shards(work_dir: str, split: str, part: int, shard: int | None, s0: int, s1: int, sample_tokens: int,
-                 dtype: str, unit_tokens: list[int], shard_bytes: int) -> list[dict]:
+                 dtype: str, unit_tokens: list[int], shard_bytes: int, threads: int = 1) -> list[dict]:
     """Pass 2: samples [s0, s1) of a split as shard number `shard` of <split>/part.{part:05d}/ (MDS, zstd), the
     bytes MDSWriter would write. Returns the shard's index entry (basenames relative to the part), in a list.
-    `shard=None`: the whole part [s0, s1) through MDSWriter itself (for samples larger than a shard)."""
+    `shard=None`: the whole part [s0, s1) through MDSWriter itself (for samples larger than a shard).
+    `threads`: zstd compression threads; the bytes do not depend on it (zstd's multi-threaded output is the
+    same for any thread count, and equals MDSWriter's `zstd.compress(data, 3)`; tests check both)."""
     out = Path(work_dir) / split / f"part.{part:05d}"
     if shard is None:
         return _write_part_mdswriter(out, work_dir, split, s0, s1, sample_tokens, dtype, unit_tokens, shard_bytes)
@@ -235,7 +246,7 @@ def write_shards(work_dir: str, split: str, part: int, shard: int | None, s0: in
     raw[4: 4 + 4 * (n + 1)] = np.frombuffer(offsets.astype(np.uint32).tobytes(), np.uint8)
     raw[4 + 4 * (n + 1): head] = np.frombuffer(config_data, np.uint8)
     _gather(work_dir, split, unit_tokens, dtype, s0 * sample_tokens, s1 * sample_tokens, raw[head:].view(dtype))
-    zipped = zstd.compress(raw, 3)
+    zipped = zstd.compress(raw, 3, threads)
     raw_name = f"shard.{shard:05d}.mds"
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f"{raw_name}.zstd", "wb") as fh:

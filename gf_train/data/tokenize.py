@@ -9,12 +9,13 @@ so a crash leaves no finished-looking output (a rerun removes the stale temporar
 `<out>` is refused without `--overwrite`, except when it is the finished result of the same arguments
 on unchanged inputs (same paths, sizes, mtimes), which is a no-op that says so.
 
-Workers: `--workers N` runs both passes in N processes (forkserver, see `_preload`); with N = 1 they run in
-this process. Pool workers keep the tokenizer to one thread (`TOKENIZERS_PARALLELISM=false`,
-`RAYON_NUM_THREADS=1`; pyrwkv-tokenizer and HF tokenizers both use rayon in `encode_batch`), so N workers
-use N cores; the command line (`main`) does the same for this process. Work units (2 MB of jsonl by
-default: small enough to balance 2+ workers on small inputs), parts and shards depend only on the inputs,
-so the output is byte-identical for any N.
+Workers: `--workers N` runs both passes in N processes (forkserver, see `_preload`: started first and loads
+the tokenizer once for all workers); with N = 1 they run in this process. Pool workers keep the tokenizer
+to one thread (`TOKENIZERS_PARALLELISM=false`, `RAYON_NUM_THREADS=1`; pyrwkv-tokenizer and HF tokenizers
+both use rayon in `encode_batch`), so N workers use N cores; the command line (`main`) does the same for
+this process. Pass-2 shards compress with N zstd threads each (same bytes). Work units (2 MB
+of jsonl by default: small enough to balance 2+ workers on small inputs), parts and shards depend only on
+the inputs, so the output is byte-identical for any N.
 Exit status: 0 done or no-op, 2 user error.
 """
 
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gf_train.data import pack
+from gf_train.data.jobs import Jobs
 from gf_train.data.manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, write_manifest
 from gf_train.data.readers import DataPrepError, InputFile, discover_inputs, plan_units
 from gf_train.data.tokenizers import token_dtype
@@ -100,15 +102,6 @@ class _Progress:
         self.bar.close()
 
 
-def _run(fn: Any, jobs: list[tuple], pool: Any) -> Any:
-    return (fn(*j) for j in jobs) if pool is None else pool.imap(_star, [(fn, j) for j in jobs])
-
-
-def _star(fj: tuple) -> Any:
-    fn, job = fj
-    return fn(*job)
-
-
 _ONE_THREAD = {"TOKENIZERS_PARALLELISM": "false", "RAYON_NUM_THREADS": "1"}
 
 
@@ -117,6 +110,24 @@ def _init_worker(spec: str, eos: int | str | None) -> None:
     for k, v in _ONE_THREAD.items():
         os.environ.setdefault(k, v)
     pack.worker_tokenizer(spec, eos)
+
+
+def _start_forkserver(spec: str, eos: int | str | None) -> None:
+    """Start the pool's forkserver now (asynchronously), preloading our modules and this run's tokenizer, so
+    that workers inherit a loaded tokenizer. A server that already runs (an earlier call in this process) is
+    kept: its workers load a different tokenizer themselves."""
+    from multiprocessing import forkserver
+
+    mp.get_context("forkserver").set_forkserver_preload(["gf_train.data._preload"])
+    old = os.environ.get(pack.PRELOAD_ENV)
+    os.environ[pack.PRELOAD_ENV] = json.dumps([spec, eos])  # the server copies the environment when spawned
+    try:
+        forkserver.ensure_running()
+    finally:
+        if old is None:
+            del os.environ[pack.PRELOAD_ENV]
+        else:
+            os.environ[pack.PRELOAD_ENV] = old
 
 
 def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len: int, *, text_field: str = "text",
@@ -133,6 +144,8 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
         raise DataPrepError("--val-docs must be >= 1 and cannot be combined with --val-fraction")
     if workers < 1:
         raise DataPrepError(f"--workers must be >= 1, got {workers}")
+    if workers > 1:
+        _start_forkserver(tokenizer, eos)  # its start and its tokenizer load overlap with this process's
     try:
         tok = pack.worker_tokenizer(tokenizer, eos)  # loaded once per process (also pass 1's with 1 worker)
     except ValueError as e:
@@ -157,44 +170,89 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
     pool = None
     try:
         units = plan_units(files, chunk_bytes)
+        assert units, "discover_inputs refuses empty inputs"
         if workers > 1:
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["gf_train.data._preload"])
-            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(tok.spec, eos))
-        jobs = [(u, i, str(work), tok.spec, eos, dtype, text_field, skip_bad_records) for i, u in enumerate(units)]
+            pool = mp.get_context("forkserver").Pool(workers, initializer=_init_worker, initargs=(tok.spec, eos))
+        with_val = bool(val_fraction or val_docs)
+        cut = None if val_docs else pack.val_cut(val_fraction)  # None: splits decided after pass 1
+        per = part_samples or max(1, (256 << 20) // (sample_tokens * (2 if dtype == "uint16" else 4)))
+        per_shard = pack.shard_samples(sample_tokens, dtype, shard_bytes)  # None: MDSWriter writes whole parts
+        jobs = Jobs(pool, workers)
+        for i, f in enumerate(files):
+            jobs.add(("hash", i), _hash_file, (f.path,))
+        for i, u in enumerate(units):
+            jobs.add(("unit", i), pack.tokenize_unit,
+                     (u, i, str(work), tok.spec, eos, dtype, text_field, skip_bad_records, cut))
         bar = _Progress(sum(u.nbytes for u in units), progress)
-        stats: list[pack.UnitStats] = []
-        for s in _run(pack.tokenize_unit, jobs, pool):
-            stats.append(s)
-            bar.update(s)
-        bar.close()
-        hashes = list(_run(_hash_file, [(f.path,) for f in files], pool))
-        totals = pack.assign_splits(str(work), len(units), val_fraction, val_docs)
+        stats: list[pack.UnitStats | None] = [None] * len(units)
+        hashes: list[str | None] = [None] * len(files)
+        done_units = 0  # units 0 .. done_units-1 are finished: their split streams are known
+        unit_tokens: dict[str, list[int]] = {sp: [] for sp in pack.SPLITS}  # per split, tokens of each done unit
+        planned = dict.fromkeys(pack.SPLITS, 0)  # samples already given to pass-2 jobs, per split
+        entries: dict[tuple[str, int, int], list[dict]] = {}  # (split, part, shard) -> index entries
         splits: dict[str, dict[str, Any]] = {}
-        for split in pack.SPLITS:
-            t = totals[split]
-            if split == "val" and not (val_fraction or val_docs):
+
+        def shard_job(split: str, s0: int, s1: int, ut: list[int]) -> tuple:
+            part, k = (s0 // per, (s0 % per) // per_shard) if per_shard is not None else (s0 // per, None)
+            # zstd with `workers` threads: same bytes; no CPU lost when all workers compress (measured), and a
+            # shard that runs last, or beside the end of pass 1, finishes sooner
+            return (str(work), split, part, k, s0, s1, sample_tokens, dtype, ut, shard_bytes, workers)
+
+        while len(jobs):
+            tag, res = jobs.next()
+            if tag[0] == "hash":
+                hashes[tag[1]] = res
                 continue
-            n = t["tokens"] // sample_tokens
-            if n == 0:
-                raise DataPrepError(f"the {split} split has {t['tokens']} tokens, fewer than one sample of "
-                                    f"seq_len+1 = {sample_tokens}; add data, lower --seq-len"
-                                    + (" or raise --val-fraction/--val-docs" if split == "val" else ""))
-            per = part_samples or max(1, (256 << 20) // (sample_tokens * (2 if dtype == "uint16" else 4)))
-            per_shard = pack.shard_samples(sample_tokens, dtype, shard_bytes)
-            shard_jobs = []  # one job per shard (None: the whole part through MDSWriter)
-            for j, a in enumerate(range(0, n, per)):
-                b = min(n, a + per)
-                ranges = [(None, a, b)] if per_shard is None else [
-                    (k, c, min(b, c + per_shard)) for k, c in enumerate(range(a, b, per_shard))]
-                shard_jobs += [(str(work), split, j, k, c, d, sample_tokens, dtype, t["unit_tokens"], shard_bytes)
-                               for k, c, d in ranges]
-            parts: list[list[dict]] = [[] for _ in range(0, n, per)]
-            for job, entries in zip(shard_jobs, _run(pack.write_shards, shard_jobs, pool)):
-                parts[job[2]] += entries
-            assert pack.merge_parts(work / split, parts) == n
-            splits[split] = {"docs": t["docs"], "tokens": t["tokens"], "samples": n,
-                             "remainder_tokens": t["tokens"] - n * sample_tokens, "utf8_bytes": t["utf8_bytes"]}
+            if tag[0] == "shard":
+                entries[tag[1:]] = res
+                continue
+            stats[tag[1]] = res
+            bar.update(res)
+            while done_units < len(units) and stats[done_units] is not None:
+                for sp in pack.SPLITS:
+                    unit_tokens[sp].append(stats[done_units].splits[sp][1] if cut is not None else 0)
+                done_units += 1
+            if cut is not None and per_shard is not None:  # pass 2 for every full shard inside the known prefix
+                for sp in pack.SPLITS if with_val else ("train",):
+                    ready = sum(unit_tokens[sp]) // sample_tokens
+                    while (b := min((a := planned[sp]) + per_shard, (a // per + 1) * per)) <= ready:
+                        job = shard_job(sp, a, b, list(unit_tokens[sp]))
+                        jobs.add(("shard", sp, job[2], job[3]), pack.write_shards, job, urgent=True)
+                        planned[sp] = b
+            if done_units < len(units) or splits:
+                continue
+            # pass 1 is done: the splits' totals, then every shard not yet planned
+            bar.close()
+            if cut is None:
+                try:
+                    per_unit = pack.assign_splits(str(work), len(units), val_docs or 0)
+                except ValueError as e:
+                    raise DataPrepError(str(e)) from e
+            else:
+                per_unit = [s.splits for s in stats]  # type: ignore[union-attr]
+            final: list[tuple] = []
+            for sp in pack.SPLITS if with_val else ("train",):
+                docs, tokens, nb = (sum(u[sp][k] for u in per_unit) for k in range(3))
+                ut = [u[sp][1] for u in per_unit]
+                n = tokens // sample_tokens
+                if n == 0:
+                    raise DataPrepError(f"the {sp} split has {tokens} tokens, fewer than one sample of "
+                                        f"seq_len+1 = {sample_tokens}; add data, lower --seq-len"
+                                        + (" or raise --val-fraction/--val-docs" if sp == "val" else ""))
+                splits[sp] = {"docs": docs, "tokens": tokens, "samples": n,
+                              "remainder_tokens": tokens - n * sample_tokens, "utf8_bytes": nb}
+                a = planned[sp]
+                while a < n:  # shards (or whole parts through MDSWriter) up to the next part boundary
+                    b = min(n, (a // per + 1) * per, a + per_shard if per_shard is not None else n)
+                    final.append(shard_job(sp, a, b, ut))
+                    a = b
+            for job in final:
+                jobs.add(("shard", job[1], job[2], job[3]), pack.write_shards, job)
+        for sp, info in splits.items():
+            n_parts = max(p for s, p, _ in entries if s == sp) + 1
+            parts = [[e for key in sorted(k for k in entries if k[0] == sp and k[1] == p) for e in entries[key]]
+                     for p in range(n_parts)]
+            assert pack.merge_parts(work / sp, parts) == info["samples"]
         pack.remove_units(str(work))
         skipped = sum(s.skipped for s in stats)
         per_file: dict[str, int] = {}

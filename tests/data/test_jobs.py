@@ -1,0 +1,49 @@
+"""gf_train.data.jobs (the pass-job queue) and the zstd thread-count invariance pass 2 relies on."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import operator
+
+import numpy as np
+import pytest
+
+from gf_train.data.jobs import Jobs
+
+
+def test_inline_jobs_run_urgent_first_and_raise() -> None:
+    jobs = Jobs(None, 1)
+    for i in range(3):
+        jobs.add(("n", i), operator.add, (i, 10))
+    jobs.add(("u", 0), operator.mul, (2, 3), urgent=True)
+    assert jobs.next() == (("u", 0), 6)
+    jobs.add(("u", 1), operator.mul, (4, 3), urgent=True)  # added while normal jobs wait: still first
+    got = [jobs.next() for _ in range(len(jobs))]
+    assert got == [(("u", 1), 12), (("n", 0), 10), (("n", 1), 11), (("n", 2), 12)] and len(jobs) == 0
+    jobs.add("bad", operator.truediv, (1, 0))
+    with pytest.raises(ZeroDivisionError):
+        jobs.next()
+
+
+def test_pool_jobs_return_every_result_and_raise() -> None:
+    with mp.get_context("forkserver").Pool(2) as pool:
+        jobs = Jobs(pool, 2)
+        for i in range(20):
+            jobs.add(i, operator.mul, (i, i), urgent=i % 3 == 0)
+        got = dict(jobs.next() for _ in range(20))
+        assert got == {i: i * i for i in range(20)} and len(jobs) == 0
+        jobs.add("bad", operator.truediv, (1, 0))
+        with pytest.raises(ZeroDivisionError):
+            jobs.next()
+
+
+def test_zstd_bytes_do_not_depend_on_threads() -> None:
+    """pass 2 compresses its last shards with several threads; MDSWriter calls zstd.compress(data, 3)."""
+    import zstd
+
+    rng = np.random.default_rng(0)
+    # 24 MB of token-like data (a Zipf-ish vocabulary): several of zstd's multi-threading jobs
+    data = np.minimum(rng.zipf(1.3, 12 << 20), 65535).astype(np.uint16).tobytes()
+    ref = zstd.compress(data, 3)
+    for threads in (1, 2, 4):
+        assert zstd.compress(data, 3, threads) == ref, threads
