@@ -59,9 +59,9 @@ class DistConfig:
     micro_batch: int = 8  # sequences per device per forward
     zero_stage: int = 2
     precision: str = "bf16"
-    offload_optimizer: bool = False
+    offload_optimizer: bool = False  # ZeRO-Offload: optimizer states + step on the CPU (DeepSpeedCPUAdam)
     backend: str = "auto"  # auto: nccl on CUDA, gloo on CPU
-    compile: bool = False  # torch.compile the model (GPU)
+    compile: bool = False  # torch.compile the model (DeepSpeed engine.compile; GPU or CPU)
     seed: int = 1337
     bucket_mb: int = 200  # ZeRO reduce/allgather bucket size (RWKV-LM: 2 on consumer GPUs, 200 on A100/H100)
     timeout_minutes: float = 30.0  # collective timeout of the process group

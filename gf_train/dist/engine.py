@@ -6,7 +6,11 @@ here is a thin, typed wrapper so that the trainer (`gf_train.train`) never touch
 - `ds_config(cfg, derived, ...)` is a pure function: the DeepSpeed JSON for a run (ZeRO stage, bf16,
   offload, grad accumulation from `derive`, clipping). Batch numbers are never computed twice.
 - The optimizer is AdamW in decoupled-decay mode: DeepSpeed's FusedAdam on CUDA, DeepSpeedCPUAdam with
-  optimizer offload, and torch's AdamW on CPU (no JIT build; bit-exact resume is verified with it).
+  optimizer offload (on CPU too, so CPU tests run the offload path GPU jobs use; its C++ op is JIT-built
+  once per machine, ~1 min, cached in ~/.cache/torch_extensions), and torch's AdamW on CPU otherwise (no
+  JIT build; bit-exact resume is verified with both).
+- `compile_model`: DeepSpeed's `engine.compile()` (torch.compile, inductor) on GPU and CPU alike; on CPU
+  inductor needs a C++ compiler and the first step compiles for about a minute.
 - On CPU the shm all-reduce op JIT build (~30 s) is switched off before `init_distributed`.
 """
 
@@ -87,7 +91,7 @@ def build_optimizer(groups: list[dict[str, Any]], cfg: RunConfig, device: torch.
     """AdamW (decoupled decay, bias correction) over the given parameter groups."""
     o = cfg.optim
     kw = dict(lr=o.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps, weight_decay=o.weight_decay)
-    if cfg.dist.offload_optimizer and device.type == "cuda":
+    if cfg.dist.offload_optimizer:  # also on CPU: the same optimizer as a GPU job's offload
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
         return DeepSpeedCPUAdam(groups, adamw_mode=True, **kw)

@@ -176,11 +176,11 @@ class _Trainer:
         groups = param_groups(model.named_parameters(), cfg.optim)
         self.log(f"model: {self.n_params:,} parameters; optimizer groups:\n{describe(groups)}")
         optimizer = dsx.build_optimizer(strip_names(groups), cfg, self.device)
+        self.log(f"optimizer: {type(optimizer).__name__}" + (" (ZeRO-Offload)" if cfg.dist.offload_optimizer else ""))
         conf = dsx.ds_config(cfg, self.derived, self.device, load_universal=plan is not None and plan.universal)
         if cfg.dist.compile and self.device.type != "cuda":
-            self.log("dist.compile=true has no effect on CPU (torch.compile is only used on GPU)")
-        self.engine = dsx.build_engine(model, optimizer, conf, compile_model=cfg.dist.compile and
-                                       self.device.type == "cuda")
+            self.log("dist.compile=true on CPU: inductor compiles the model in the first steps (about a minute)")
+        self.engine = dsx.build_engine(model, optimizer, conf, compile_model=cfg.dist.compile)
         _seed_all(cfg.dist.seed + 1000 * info.rank + 1)  # per-rank streams (dropout etc.)
         return plan
 
