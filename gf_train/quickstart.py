@@ -23,6 +23,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,6 +54,38 @@ def log(msg: str) -> None:
     print(f"[quickstart] {msg}", flush=True)
 
 
+_RUNTIME_SECTIONS = {"DATA", "FILE"}  # values of this process (os.environ!, sys.path, ...) and local paths
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _local_paths() -> list[tuple[str, str]]:
+    """This machine's paths that default arguments show (platform.architecture(executable=sys.executable)),
+    longest first, with the neutral text that replaces them."""
+    pairs = {sys.executable: "/usr/bin/python3", os.getcwd(): ".", os.path.expanduser("~"): "~"}
+    pairs.update({p: "/usr" for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
+    return sorted(((k, v) for k, v in pairs.items() if len(k) > 1), key=lambda kv: -len(kv[0]))
+
+
+def _stable_text(text: str) -> str:
+    """pydoc text without what belongs to this process or machine: the DATA section renders module globals
+    (os.environ with every environment variable, which must never reach a corpus or a published model),
+    FILE the install path, signatures local paths, object reprs their addresses. What is left is the same
+    on every run and machine with this Python version."""
+    local = _local_paths()
+    keep: list[str] = []
+    section = ""
+    for line in text.splitlines():
+        if line and not line[0].isspace() and line.isupper():
+            section = line.strip()
+        if section in _RUNTIME_SECTIONS or line.startswith("    /"):
+            continue
+        line = _ADDRESS.sub("", line)
+        for path, neutral in local:
+            line = line.replace(path, neutral)
+        keep.append(line)
+    return "\n".join(keep)
+
+
 def build_corpus(out: Path, max_bytes: int, doc_bytes: int = 3000) -> dict[str, Any]:
     """pydoc plain-text help of the stdlib modules, cut at blank lines into documents of ~doc_bytes."""
     import pydoc
@@ -68,7 +101,7 @@ def build_corpus(out: Path, max_bytes: int, doc_bytes: int = 3000) -> dict[str, 
                 text = pydoc.render_doc(mod, title="%s", renderer=pydoc.plaintext)
             except Exception:  # a module missing from this Python build
                 continue
-            text = "\n".join(line for line in text.splitlines() if not line.startswith("    /"))
+            text = _stable_text(text)
             modules += 1
             chunk: list[str] = []
             for line in [*text.splitlines(), ""]:

@@ -46,3 +46,19 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert Path(summary["plot"]).read_bytes()[:4] == b"\x89PNG"
     for key in ("corpus", "data", "run", "export", "plot"):
         assert summary[key] in res.stdout
+
+
+def test_corpus_is_stable_and_holds_no_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydoc renders module globals (os.environ!) and object addresses: the corpus must hold neither, so that a
+    user's secrets never reach a trained (and published) model and two runs build the same bytes."""
+    from gf_train.quickstart import build_corpus
+
+    monkeypatch.setenv("GF_TEST_SECRET_TOKEN", "s3cr3t-value-8d1f")
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    build_corpus(a, 3_000_000)
+    build_corpus(b, 3_000_000)
+    text = a.read_text()
+    assert a.read_bytes() == b.read_bytes()
+    assert '"module": "os"' in text  # the module whose DATA section lists the environment was rendered
+    assert "s3cr3t-value-8d1f" not in text and "GF_TEST_SECRET_TOKEN" not in text
+    assert sys.prefix not in text and sys.base_prefix not in text  # no install paths (FILE sections)
