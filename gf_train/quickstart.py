@@ -87,8 +87,22 @@ def _stable_text(text: str) -> str:
 
 
 def build_corpus(out: Path, max_bytes: int, doc_bytes: int = 3000) -> dict[str, Any]:
-    """pydoc plain-text help of the stdlib modules, cut at blank lines into documents of ~doc_bytes."""
+    """pydoc plain-text help of the stdlib modules, cut at blank lines into documents of ~doc_bytes, rendered in
+    a fresh interpreter: pydoc shows state that earlier code in a process changes (reading a class's
+    `__annotations__` creates it), so only a fresh process gives the same bytes on every run."""
+    code = ("import json, sys; from gf_train.quickstart import _render_corpus as r; "
+            "print(json.dumps(r(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))")
+    res = subprocess.run([sys.executable, "-c", code, str(out), str(max_bytes), str(doc_bytes)], env=child_env(out),
+                         capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(f"building the corpus failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _render_corpus(out: str | Path, max_bytes: int, doc_bytes: int) -> dict[str, Any]:
     import pydoc
+
+    out = Path(out)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     total, docs, modules = 0, 0, 0

@@ -56,6 +56,10 @@ def test_corpus_is_stable_and_holds_no_environment(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("GF_TEST_SECRET_TOKEN", "s3cr3t-value-8d1f")
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     build_corpus(a, 3_000_000)
+    import typing
+
+    for obj in vars(typing).values():  # what other code does to a process: creates classes' __annotations__,
+        getattr(obj, "__annotations__", None)  # which pydoc then shows (the corpus is rendered in a fresh one)
     build_corpus(b, 3_000_000)
     text = a.read_text()
     assert a.read_bytes() == b.read_bytes()
