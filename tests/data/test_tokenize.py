@@ -156,21 +156,25 @@ def _bad_inputs(tmp: Path) -> list[tuple[str, list[str], str]]:
     ]
 
 
-def test_bad_inputs_fail_clearly_and_leave_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_inputs_fail_clearly_and_leave_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   workers: int) -> None:
+    """With 2 workers the record errors are raised in a pool worker and must reach the user the same way."""
     for name, argv, msg in _bad_inputs(tmp_path):
         out = tmp_path / f"out_{name}"
-        rc = run_main(argv + ["--out", str(out), "--seq-len", "8"])
+        rc = run_main(argv + ["--out", str(out), "--seq-len", "8", "--workers", str(workers)])
         err = capsys.readouterr().err
         assert rc == 2, name
         assert msg in err and err.startswith("error: "), (name, err)
         assert not out.exists() and not list(tmp_path.glob(f".out_{name}.tmp-*")), name
 
 
-def test_skip_bad_records_counts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_skip_bad_records_counts(tmp_path: Path, workers: int) -> None:
     _bad_inputs(tmp_path)
     ins = [str(tmp_path / f) for f in ("badjson.jsonl", "nofield.jsonl", "utf8.jsonl")]
     m = tk.tokenize_corpus(ins, tmp_path / "o", "rwkv_world", 8, skip_bad_records=True, progress=False,
-                           log=lambda s: 0)
+                           log=lambda s: 0, workers=workers)
     assert m["skipped_records"] == 3 and m["splits"]["train"]["docs"] == 6
     assert [i["skipped_records"] for i in m["inputs"]] == [1, 1, 1]
     assert any("badjson.jsonl:3" in e for e in m["skipped_examples"])
