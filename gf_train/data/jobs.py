@@ -7,6 +7,10 @@ run alone while the other workers idle. Here at most `depth` jobs are in the poo
 the workers, to hide the hand-over latency) and urgent jobs go first, so ready shards start at once and the
 workers stay busy until the end. Results come back in completion order, tagged by the caller.
 Without a pool every job runs inline, in `next()`, urgent ones first.
+
+A pool worker that dies (killed: out of memory, most often) takes its job with it and `multiprocessing`
+never reports that job, so `next()` watches the workers while it waits and raises `WorkerDied` instead
+of waiting forever.
 """
 
 from __future__ import annotations
@@ -21,9 +25,14 @@ def _call(fn: Callable[..., Any], args: tuple) -> Any:
     return fn(*args)
 
 
+class WorkerDied(RuntimeError):
+    pass
+
+
 class Jobs:
-    def __init__(self, pool: Any | None, workers: int) -> None:
-        self.pool, self.depth = pool, workers + 1
+    def __init__(self, pool: Any | None, workers: int, poll_s: float = 2.0) -> None:
+        self.pool, self.depth, self.poll_s = pool, workers + 1, poll_s
+        self.procs: list[Any] = list(getattr(pool, "_pool", []))  # the worker processes (to notice deaths)
         self.normal: collections.deque = collections.deque()
         self.urgent: collections.deque = collections.deque()
         self.done: queue.SimpleQueue = queue.SimpleQueue()
@@ -50,8 +59,22 @@ class Jobs:
             self.in_flight += 1
             self.pool.apply_async(_call, (fn, args), callback=lambda r, t=tag: self.done.put((t, r, None)),
                                   error_callback=lambda e, t=tag: self.done.put((t, None, e)))
-        tag, result, err = self.done.get()
+        while True:
+            try:
+                tag, result, err = self.done.get(timeout=self.poll_s)
+                break
+            except queue.Empty:
+                self._check_workers()
         self.in_flight -= 1
         if err is not None:
             raise err
         return tag, result
+
+    def _check_workers(self) -> None:
+        self.procs += [p for p in getattr(self.pool, "_pool", []) if p not in self.procs]  # replacements too
+        dead = [p for p in self.procs if p.exitcode not in (None, 0)]
+        if dead:
+            code = dead[0].exitcode
+            why = " (killed: out of memory, most often)" if code in (-9, 137) else ""
+            raise WorkerDied(f"a worker process died with exit code {code}{why} and took its job with it; "
+                             "run again with fewer --workers, or find the input that needs so much memory")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gf_train.data import pack
-from gf_train.data.jobs import Jobs
+from gf_train.data.jobs import Jobs, WorkerDied
 from gf_train.data.manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, write_manifest
 from gf_train.data.readers import DataPrepError, InputFile, discover_inputs, plan_units
 from gf_train.data.tokenizers import token_dtype
@@ -199,7 +199,10 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
             return (str(work), split, part, k, s0, s1, sample_tokens, dtype, ut, shard_bytes, workers)
 
         while len(jobs):
-            tag, res = jobs.next()
+            try:
+                tag, res = jobs.next()
+            except WorkerDied as e:
+                raise DataPrepError(str(e)) from e
             if tag[0] == "hash":
                 hashes[tag[1]] = res
                 continue

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import operator
+import os
+import signal
 
 import numpy as np
 import pytest
 
-from gf_train.data.jobs import Jobs
+from gf_train.data.jobs import Jobs, WorkerDied
 
 
 def test_inline_jobs_run_urgent_first_and_raise() -> None:
@@ -35,6 +37,22 @@ def test_pool_jobs_return_every_result_and_raise() -> None:
         jobs.add("bad", operator.truediv, (1, 0))
         with pytest.raises(ZeroDivisionError):
             jobs.next()
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's OOM killer does
+
+
+def test_a_dead_worker_is_an_error_not_a_hang() -> None:
+    with mp.get_context("forkserver").Pool(2) as pool:
+        jobs = Jobs(pool, 2, poll_s=0.2)
+        jobs.add("ok", operator.add, (1, 2))
+        jobs.add("dies", _die, ())
+        got = []
+        with pytest.raises(WorkerDied, match="exit code -9 .*out of memory.*fewer --workers"):
+            for _ in range(2):
+                got.append(jobs.next())
+        assert got in ([], [("ok", 3)])
 
 
 def test_zstd_bytes_do_not_depend_on_threads() -> None:
