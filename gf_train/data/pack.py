@@ -26,6 +26,7 @@ Cost per token matters here (rwkv_world encodes at ~60 ns/token): JSON lines are
 
 from __future__ import annotations
 
+import bisect
 import json
 import shutil
 import struct
@@ -170,21 +171,34 @@ def assign_splits(work_dir: str, n_units: int, val_docs: int) -> list[dict[str, 
             for i, (m, a, b) in enumerate(zip(metas, bounds, bounds[1:]))]
 
 
-def _gather(work_dir: str, split: str, unit_tokens: list[int], dtype: str, t0: int, t1: int,
+Span = tuple[int, int, list[int]]  # (first unit, its offset in the split's stream, tokens of each unit in the span)
+
+
+def span_of(cum: list[int], tokens: list[int], t0: int, t1: int) -> Span:
+    """The units holding tokens [t0, t1) of a split's stream, given every unit's start (`cum`, len(tokens) + 1
+    entries, from 0) and token count: only those travel to the pass-2 job, not the whole corpus's list."""
+    lo = bisect.bisect_right(cum, t0) - 1
+    hi = min(len(tokens), bisect.bisect_left(cum, t1))  # units starting before t1
+    return lo, cum[lo], tokens[lo:hi]
+
+
+def _gather(work_dir: str, split: str, span: Span, dtype: str, t0: int, t1: int,
             dst: np.ndarray | None = None) -> np.ndarray:
-    """Tokens [t0, t1) of a split's stream, copied into `dst` (allocated when None)."""
+    """Tokens [t0, t1) of a split's stream (all inside `span`), copied into `dst` (allocated when None)."""
     if dst is None:
         dst = np.empty(t1 - t0, dtype)
     assert len(dst) == t1 - t0, (len(dst), t0, t1)
-    starts = np.cumsum([0] + unit_tokens)
+    first, base, unit_tokens = span
+    starts = base + np.cumsum([0] + unit_tokens)
+    assert starts[0] <= t0 and t1 <= starts[-1], (starts[0], starts[-1], t0, t1)
     pos = 0  # next free position in dst
     u = int(np.searchsorted(starts, t0, side="right")) - 1
     while t0 < t1:
         while t0 >= starts[u + 1]:  # skip units with no tokens in this split
             u += 1
         end = min(t1, int(starts[u + 1]))
-        runs = np.load(Path(work_dir) / "units" / f"{u:06d}.{split}.npy")
-        toks = np.memmap(Path(work_dir) / "units" / f"{u:06d}.tok", dtype=dtype, mode="r")
+        runs = np.load(Path(work_dir) / "units" / f"{first + u:06d}.{split}.npy")
+        toks = np.memmap(Path(work_dir) / "units" / f"{first + u:06d}.tok", dtype=dtype, mode="r")
         ends = np.cumsum(runs[:, 1])
         lo, hi = t0 - int(starts[u]), end - int(starts[u])
         d = int(np.searchsorted(ends, lo, side="right"))
@@ -225,7 +239,7 @@ def _sorted_json(obj: dict) -> dict:
 
 
 def write_shards(work_dir: str, split: str, part: int, shard: int | None, s0: int, s1: int, sample_tokens: int,
-                 dtype: str, unit_tokens: list[int], shard_bytes: int, threads: int = 1) -> list[dict]:
+                 dtype: str, span: Span, shard_bytes: int, threads: int = 1) -> list[dict]:
     """Pass 2: samples [s0, s1) of a split as shard number `shard` of <split>/part.{part:05d}/ (MDS, zstd), the
     bytes MDSWriter would write. Returns the shard's index entry (basenames relative to the part), in a list.
     `shard=None`: the whole part [s0, s1) through MDSWriter itself (for samples larger than a shard).
@@ -233,7 +247,7 @@ def write_shards(work_dir: str, split: str, part: int, shard: int | None, s0: in
     same for any thread count, and equals MDSWriter's `zstd.compress(data, 3)`; tests check both)."""
     out = Path(work_dir) / split / f"part.{part:05d}"
     if shard is None:
-        return _write_part_mdswriter(out, work_dir, split, s0, s1, sample_tokens, dtype, unit_tokens, shard_bytes)
+        return _write_part_mdswriter(out, work_dir, split, s0, s1, sample_tokens, dtype, span, shard_bytes)
     import zstd  # what streaming's "zstd" compression calls: zstd.compress(data, 3)
 
     config = _mds_config(dtype, sample_tokens, shard_bytes)
@@ -245,7 +259,7 @@ def write_shards(work_dir: str, split: str, part: int, shard: int | None, s0: in
     offsets = head + np.arange(n + 1, dtype=np.int64) * sample_bytes
     raw[4: 4 + 4 * (n + 1)] = np.frombuffer(offsets.astype(np.uint32).tobytes(), np.uint8)
     raw[4 + 4 * (n + 1): head] = np.frombuffer(config_data, np.uint8)
-    _gather(work_dir, split, unit_tokens, dtype, s0 * sample_tokens, s1 * sample_tokens, raw[head:].view(dtype))
+    _gather(work_dir, split, span, dtype, s0 * sample_tokens, s1 * sample_tokens, raw[head:].view(dtype))
     zipped = zstd.compress(raw, 3, threads)
     raw_name = f"shard.{shard:05d}.mds"
     out.mkdir(parents=True, exist_ok=True)
@@ -257,7 +271,7 @@ def write_shards(work_dir: str, split: str, part: int, shard: int | None, s0: in
 
 
 def _write_part_mdswriter(out: Path, work_dir: str, split: str, s0: int, s1: int, sample_tokens: int, dtype: str,
-                          unit_tokens: list[int], shard_bytes: int) -> list[dict]:
+                          span: Span, shard_bytes: int) -> list[dict]:
     from gf_train.data.compat import ensure_torchvision
 
     ensure_torchvision()
@@ -268,7 +282,7 @@ def _write_part_mdswriter(out: Path, work_dir: str, split: str, s0: int, s1: int
                    size_limit=shard_bytes, exist_ok=False) as w:
         for a in range(s0, s1, step):
             b = min(s1, a + step)
-            flat = _gather(work_dir, split, unit_tokens, dtype, a * sample_tokens, b * sample_tokens)
+            flat = _gather(work_dir, split, span, dtype, a * sample_tokens, b * sample_tokens)
             for row in flat.reshape(b - a, sample_tokens):
                 w.write({"tokens": row})
     shards = json.loads((out / "index.json").read_text())["shards"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -188,15 +189,17 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
         hashes: list[str | None] = [None] * len(files)
         done_units = 0  # units 0 .. done_units-1 are finished: their split streams are known
         unit_tokens: dict[str, list[int]] = {sp: [] for sp in pack.SPLITS}  # per split, tokens of each done unit
+        cum: dict[str, list[int]] = {sp: [0] for sp in pack.SPLITS}  # per split, each done unit's start, then the end
         planned = dict.fromkeys(pack.SPLITS, 0)  # samples already given to pass-2 jobs, per split
         entries: dict[tuple[str, int, int], list[dict]] = {}  # (split, part, shard) -> index entries
         splits: dict[str, dict[str, Any]] = {}
 
-        def shard_job(split: str, s0: int, s1: int, ut: list[int]) -> tuple:
+        def shard_job(split: str, s0: int, s1: int, ut: list[int], starts: list[int]) -> tuple:
             part, k = (s0 // per, (s0 % per) // per_shard) if per_shard is not None else (s0 // per, None)
+            span = pack.span_of(starts, ut, s0 * sample_tokens, s1 * sample_tokens)
             # zstd with `workers` threads: same bytes; no CPU lost when all workers compress (measured), and a
             # shard that runs last, or beside the end of pass 1, finishes sooner
-            return (str(work), split, part, k, s0, s1, sample_tokens, dtype, ut, shard_bytes, workers)
+            return (str(work), split, part, k, s0, s1, sample_tokens, dtype, span, shard_bytes, workers)
 
         while len(jobs):
             try:
@@ -214,12 +217,13 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
             while done_units < len(units) and stats[done_units] is not None:
                 for sp in pack.SPLITS:
                     unit_tokens[sp].append(stats[done_units].splits[sp][1] if cut is not None else 0)
+                    cum[sp].append(cum[sp][-1] + unit_tokens[sp][-1])
                 done_units += 1
             if cut is not None and per_shard is not None:  # pass 2 for every full shard inside the known prefix
                 for sp in pack.SPLITS if with_val else ("train",):
-                    ready = sum(unit_tokens[sp]) // sample_tokens
+                    ready = cum[sp][-1] // sample_tokens
                     while (b := min((a := planned[sp]) + per_shard, (a // per + 1) * per)) <= ready:
-                        job = shard_job(sp, a, b, list(unit_tokens[sp]))
+                        job = shard_job(sp, a, b, unit_tokens[sp], cum[sp])
                         jobs.add(("shard", sp, job[2], job[3]), pack.write_shards, job, urgent=True)
                         planned[sp] = b
             if done_units < len(units) or splits:
@@ -237,6 +241,7 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
             for sp in pack.SPLITS if with_val else ("train",):
                 docs, tokens, nb = (sum(u[sp][k] for u in per_unit) for k in range(3))
                 ut = [u[sp][1] for u in per_unit]
+                starts = [0, *itertools.accumulate(ut)]
                 n = tokens // sample_tokens
                 if n == 0:
                     raise DataPrepError(f"the {sp} split has {tokens} tokens, fewer than one sample of "
@@ -247,14 +252,15 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
                 a = planned[sp]
                 while a < n:  # shards (or whole parts through MDSWriter) up to the next part boundary
                     b = min(n, (a // per + 1) * per, a + per_shard if per_shard is not None else n)
-                    final.append(shard_job(sp, a, b, ut))
+                    final.append(shard_job(sp, a, b, ut, starts))
                     a = b
             for job in final:
                 jobs.add(("shard", job[1], job[2], job[3]), pack.write_shards, job)
         for sp, info in splits.items():
-            n_parts = max(p for s, p, _ in entries if s == sp) + 1
-            parts = [[e for key in sorted(k for k in entries if k[0] == sp and k[1] == p) for e in entries[key]]
-                     for p in range(n_parts)]
+            parts: list[list[dict]] = []
+            for (_, p, _), shard_entries in sorted((k, v) for k, v in entries.items() if k[0] == sp):
+                parts += [[] for _ in range(p + 1 - len(parts))]
+                parts[p] += shard_entries
             assert pack.merge_parts(work / sp, parts) == info["samples"]
         pack.remove_units(str(work))
         skipped = sum(s.skipped for s in stats)

@@ -65,3 +65,22 @@ def test_zstd_bytes_do_not_depend_on_threads() -> None:
     ref = zstd.compress(data, 3)
     for threads in (1, 2, 4):
         assert zstd.compress(data, 3, threads) == ref, threads
+
+
+def test_span_of_is_the_covering_units_only() -> None:
+    """A pass-2 job gets only the units that hold its tokens (a corpus has ~500 units per GB)."""
+    import itertools
+    import random
+
+    from gf_train.data.pack import span_of
+
+    rng = random.Random(0)
+    tokens = [rng.choice([0, 0, 1, 5, 40, 100]) for _ in range(300)]
+    cum = [0, *itertools.accumulate(tokens)]
+    for _ in range(2000):
+        t0 = rng.randrange(cum[-1])
+        t1 = rng.randrange(t0 + 1, cum[-1] + 1)
+        first, base, ut = span_of(cum, tokens, t0, t1)
+        assert base == cum[first] <= t0 and base + sum(ut) >= t1 and ut == tokens[first: first + len(ut)]
+        assert cum[first + 1] > t0 or tokens[first] == 0  # no unit that ends before t0, except an empty one
+        assert cum[first + len(ut) - 1] < t1  # no unit that starts at or after t1
