@@ -174,12 +174,12 @@ def assign_splits(work_dir: str, n_units: int, val_docs: int) -> list[dict[str, 
 Span = tuple[int, int, list[int]]  # (first unit, its offset in the split's stream, tokens of each unit in the span)
 
 
-def span_of(cum: list[int], tokens: list[int], t0: int, t1: int) -> Span:
-    """The units holding tokens [t0, t1) of a split's stream, given every unit's start (`cum`, len(tokens) + 1
-    entries, from 0) and token count: only those travel to the pass-2 job, not the whole corpus's list."""
+def span_of(cum: list[int], t0: int, t1: int) -> Span:
+    """The units holding tokens [t0, t1) of a split's stream, given every unit's start and then the end
+    (`cum`, from 0): only those travel to the pass-2 job, not the whole corpus's list."""
     lo = bisect.bisect_right(cum, t0) - 1
-    hi = min(len(tokens), bisect.bisect_left(cum, t1))  # units starting before t1
-    return lo, cum[lo], tokens[lo:hi]
+    hi = min(len(cum) - 1, bisect.bisect_left(cum, t1))  # units starting before t1
+    return lo, cum[lo], [cum[i + 1] - cum[i] for i in range(lo, hi)]
 
 
 def _gather(work_dir: str, split: str, span: Span, dtype: str, t0: int, t1: int,

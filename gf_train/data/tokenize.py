@@ -188,18 +188,20 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
         stats: list[pack.UnitStats | None] = [None] * len(units)
         hashes: list[str | None] = [None] * len(files)
         done_units = 0  # units 0 .. done_units-1 are finished: their split streams are known
-        unit_tokens: dict[str, list[int]] = {sp: [] for sp in pack.SPLITS}  # per split, tokens of each done unit
         cum: dict[str, list[int]] = {sp: [0] for sp in pack.SPLITS}  # per split, each done unit's start, then the end
         planned = dict.fromkeys(pack.SPLITS, 0)  # samples already given to pass-2 jobs, per split
         entries: dict[tuple[str, int, int], list[dict]] = {}  # (split, part, shard) -> index entries
         splits: dict[str, dict[str, Any]] = {}
 
-        def shard_job(split: str, s0: int, s1: int, ut: list[int], starts: list[int]) -> tuple:
+        def add_shard(split: str, s0: int, s1: int, urgent: bool) -> None:
+            """Queue pass 2 for samples [s0, s1) of `split` (a shard, or a whole part through MDSWriter)."""
             part, k = (s0 // per, (s0 % per) // per_shard) if per_shard is not None else (s0 // per, None)
-            span = pack.span_of(starts, ut, s0 * sample_tokens, s1 * sample_tokens)
+            span = pack.span_of(cum[split], s0 * sample_tokens, s1 * sample_tokens)
             # zstd with `workers` threads: same bytes; no CPU lost when all workers compress (measured), and a
             # shard that runs last, or beside the end of pass 1, finishes sooner
-            return (str(work), split, part, k, s0, s1, sample_tokens, dtype, span, shard_bytes, workers)
+            jobs.add(("shard", split, part, k), pack.write_shards,
+                     (str(work), split, part, k, s0, s1, sample_tokens, dtype, span, shard_bytes, workers),
+                     urgent=urgent)
 
         while len(jobs):
             try:
@@ -216,15 +218,13 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
             bar.update(res)
             while done_units < len(units) and stats[done_units] is not None:
                 for sp in pack.SPLITS:
-                    unit_tokens[sp].append(stats[done_units].splits[sp][1] if cut is not None else 0)
-                    cum[sp].append(cum[sp][-1] + unit_tokens[sp][-1])
+                    cum[sp].append(cum[sp][-1] + (stats[done_units].splits[sp][1] if cut is not None else 0))
                 done_units += 1
             if cut is not None and per_shard is not None:  # pass 2 for every full shard inside the known prefix
                 for sp in pack.SPLITS if with_val else ("train",):
                     ready = cum[sp][-1] // sample_tokens
                     while (b := min((a := planned[sp]) + per_shard, (a // per + 1) * per)) <= ready:
-                        job = shard_job(sp, a, b, unit_tokens[sp], cum[sp])
-                        jobs.add(("shard", sp, job[2], job[3]), pack.write_shards, job, urgent=True)
+                        add_shard(sp, a, b, urgent=True)
                         planned[sp] = b
             if done_units < len(units) or splits:
                 continue
@@ -237,11 +237,9 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
                     raise DataPrepError(str(e)) from e
             else:
                 per_unit = [s.splits for s in stats]  # type: ignore[union-attr]
-            final: list[tuple] = []
             for sp in pack.SPLITS if with_val else ("train",):
                 docs, tokens, nb = (sum(u[sp][k] for u in per_unit) for k in range(3))
-                ut = [u[sp][1] for u in per_unit]
-                starts = [0, *itertools.accumulate(ut)]
+                cum[sp] = [0, *itertools.accumulate(u[sp][1] for u in per_unit)]  # (val_docs: known only now)
                 n = tokens // sample_tokens
                 if n == 0:
                     raise DataPrepError(f"the {sp} split has {tokens} tokens, fewer than one sample of "
@@ -252,10 +250,8 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
                 a = planned[sp]
                 while a < n:  # shards (or whole parts through MDSWriter) up to the next part boundary
                     b = min(n, (a // per + 1) * per, a + per_shard if per_shard is not None else n)
-                    final.append(shard_job(sp, a, b, ut, starts))
+                    add_shard(sp, a, b, urgent=False)
                     a = b
-            for job in final:
-                jobs.add(("shard", job[1], job[2], job[3]), pack.write_shards, job)
         for sp, info in splits.items():
             parts: list[list[dict]] = []
             for (_, p, _), shard_entries in sorted((k, v) for k, v in entries.items() if k[0] == sp):

@@ -80,7 +80,7 @@ def test_span_of_is_the_covering_units_only() -> None:
     for _ in range(2000):
         t0 = rng.randrange(cum[-1])
         t1 = rng.randrange(t0 + 1, cum[-1] + 1)
-        first, base, ut = span_of(cum, tokens, t0, t1)
+        first, base, ut = span_of(cum, t0, t1)
         assert base == cum[first] <= t0 and base + sum(ut) >= t1 and ut == tokens[first: first + len(ut)]
         assert cum[first + 1] > t0 or tokens[first] == 0  # no unit that ends before t0, except an empty one
         assert cum[first + len(ut) - 1] < t1  # no unit that starts at or after t1
