@@ -75,6 +75,9 @@ class Jobs:
         dead = [p for p in self.procs if p.exitcode not in (None, 0)]
         if dead:
             code = dead[0].exitcode
-            why = " (killed: out of memory, most often)" if code in (-9, 137) else ""
-            raise WorkerDied(f"a worker process died with exit code {code}{why} and took its job with it; "
-                             "run again with fewer --workers, or find the input that needs so much memory")
+            if code in (-9, 137):  # SIGKILL: the kernel's OOM killer, most often
+                raise WorkerDied(f"a worker process was killed (exit code {code}: out of memory, most often) and "
+                                 "took its job with it; run again with fewer --workers, or find the input that "
+                                 "needs so much memory")
+            raise WorkerDied(f"a worker process exited with code {code} and took its job with it; its own error "
+                             "message (printed above by the worker) says why")

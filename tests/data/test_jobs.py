@@ -49,10 +49,23 @@ def test_a_dead_worker_is_an_error_not_a_hang() -> None:
         jobs.add("ok", operator.add, (1, 2))
         jobs.add("dies", _die, ())
         got = []
-        with pytest.raises(WorkerDied, match="exit code -9 .*out of memory.*fewer --workers"):
+        with pytest.raises(WorkerDied, match="killed \\(exit code -9: out of memory.*fewer --workers"):
             for _ in range(2):
                 got.append(jobs.next())
         assert got in ([], [("ok", 3)])
+
+
+def _exit_3() -> None:
+    os._exit(3)  # a worker that ends itself (a crash in a C extension, a sys.exit in user code)
+
+
+def test_a_worker_that_exits_is_not_called_out_of_memory() -> None:
+    with mp.get_context("forkserver").Pool(2) as pool:
+        jobs = Jobs(pool, 2, poll_s=0.2)
+        jobs.add("exits", _exit_3, ())
+        with pytest.raises(WorkerDied, match="exited with code 3 .*printed above by the worker") as e:
+            jobs.next()
+        assert "memory" not in str(e.value)
 
 
 def test_zstd_bytes_do_not_depend_on_threads() -> None:
