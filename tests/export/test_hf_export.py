@@ -120,6 +120,21 @@ def test_generate_uses_compressed_cache(exported: tuple[torch.nn.Module, Path]) 
     assert all(st.k is None and st.v is None for st in cache.layers)
 
 
+def test_beam_search_reorders_our_cache(exported: tuple[torch.nn.Module, Path]) -> None:
+    """Beam search with our cache (reordered per step by `_reorder_cache`) picks what it picks without one."""
+    from transformers import AutoModelForCausalLM
+
+    _, out = exported
+    hf = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True, local_files_only=True).eval()
+    prompt = torch.randint(1, 65530, (1, 7), generator=torch.Generator().manual_seed(3))
+    kw = {"max_new_tokens": 5, "num_beams": 3, "num_return_sequences": 3, "do_sample": False,
+          "eos_token_id": None, "pad_token_id": 0}
+    with_cache = hf.generate(prompt, use_cache=True, **kw)
+    without = hf.generate(prompt, use_cache=False, **kw)
+    assert with_cache.shape == (3, 12) and torch.equal(with_cache, without)
+    assert len({tuple(r.tolist()) for r in with_cache}) == 3  # three different beams, all reordered right
+
+
 def test_sharded_bf16(tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 

@@ -5,10 +5,12 @@ Copied into the export folder by `gf-train export`; loaded with
 (bundled flat next to this file by `gf-train export`, which replaces the `from .gf_bundle` line
 below with one import per bundled module); weights sit under the `model.` prefix.
 
-Generation goes through HF's loop with gf-train's own inference state as `past_key_values`: the
-`ModelCache` holding the compressed GOLD key cache (c = C/16 numbers + a token id per position) and
-the fixed-size Finch states. The class is marked stateful, so HF never builds a `DynamicCache`; the
-prompt is pre-filled once (`model.prefill`) and each new token is one `model.decode` step.
+Generation goes through HF's loop with gf-train's own inference state as the cache: the `ModelCache`
+holding the compressed GOLD key cache (c = C/16 numbers + a token id per position) and the fixed-size
+Finch states. HF never builds a `DynamicCache` for this class (stateful, no default cache); the prompt is
+pre-filled once (`model.prefill`) and each new token is one `model.decode` step. Works with transformers
+4.44+ and 5.x: 5.x renamed the cache argument and output field `past_key_values` to `cache`, so both
+names are accepted and the output uses the one this transformers has (`CACHE_NAME`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from .gf_bundle import ModelConfig, build_model
 
 # Backends whose code is bundled: Triton kernels are not (a loader may have no Triton).
 EXPORT_BACKENDS = {"wkv_backend": "torch"}
+# the cache's name in model outputs and generate's model kwargs: "cache" in transformers >= 5.2x
+CACHE_NAME = "cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)} else "past_key_values"
 
 
 def model_config_from_hf(config: GoldFinchConfig) -> Any:
@@ -45,8 +49,15 @@ class GoldFinchForCausalLM(PreTrainedModel, GenerationMixin):
 
     def __init__(self, config: GoldFinchConfig) -> None:
         super().__init__(config)
-        self.model = build_model(model_config_from_hf(config))
+        # transformers >= 5 builds the model under a meta-device context and then loads the weights into
+        # it: build on that device (meta: no init, nothing allocated); from_config builds on CPU, with init
+        device = torch.empty(0).device
+        self.model = build_model(model_config_from_hf(config), device=device)
         self.post_init()
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # transformers 5 no longer infers this from _is_stateful
 
     def _init_weights(self, module: torch.nn.Module) -> None:
         """Weights come from model.safetensors (gf-train's own init runs in build_model)."""
@@ -79,6 +90,8 @@ class GoldFinchForCausalLM(PreTrainedModel, GenerationMixin):
         if attention_mask is not None and not bool(attention_mask.bool().all()):
             raise ValueError("gf-train models do not support padding (attention_mask with zeros); "
                              "generate one sequence at a time or left-pad-free batches of equal length")
+        if past_key_values is None:
+            past_key_values = kwargs.get("cache")  # transformers >= 5.2x
         cache = None
         if past_key_values is not None:
             logits, cache = self._step(input_ids, past_key_values)
@@ -97,7 +110,7 @@ class GoldFinchForCausalLM(PreTrainedModel, GenerationMixin):
                                    ignore_index=-100)
         if return_dict is False:
             return (loss, logits, cache) if loss is not None else (logits, cache)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=cache)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_NAME: cache})
 
     def prepare_inputs_for_generation(
         self,
@@ -107,9 +120,11 @@ class GoldFinchForCausalLM(PreTrainedModel, GenerationMixin):
         use_cache: bool = True,
         **kwargs: Any,
     ) -> dict[str, Any]:
+        if past_key_values is None:
+            past_key_values = kwargs.get("cache")  # transformers >= 5.2x
         if past_key_values is not None:
             input_ids = input_ids[:, int(past_key_values.n_tokens):]
-        inputs: dict[str, Any] = {"input_ids": input_ids, "past_key_values": past_key_values,
+        inputs: dict[str, Any] = {"input_ids": input_ids, CACHE_NAME: past_key_values,
                                   "use_cache": use_cache, "attention_mask": attention_mask}
         if "logits_to_keep" in kwargs:
             inputs["logits_to_keep"] = kwargs["logits_to_keep"]
