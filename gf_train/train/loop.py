@@ -38,6 +38,7 @@ from gf_train.train.metrics import MetricsSink, StepTimer, memory_gb, mfu, peak_
 from gf_train.train.optim import describe, param_groups, strip_names
 from gf_train.train.schedule import schedule_fn
 from gf_train.train.signals import EXIT_NONFINITE, EXIT_OK, EXIT_REQUEUE, PreemptionFlag
+from gf_train.train.wandb_sink import check_available as check_wandb
 
 ModelFactory = Callable[[Any], torch.nn.Module]
 LoaderFactory = Callable[..., Iterable[tuple[torch.Tensor, torch.Tensor]]]
@@ -118,6 +119,7 @@ def train(cfg: RunConfig, run_dir: Path, *, stop_at_step: int | None = None, res
     """Train (or resume) a run in `run_dir`; returns the process exit code (see `signals`)."""
     info = read_dist_info()
     derived = derive(cfg, info.world_size)
+    check_wandb(cfg.log.wandb)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     flag = PreemptionFlag().install()  # before any DataLoader worker is forked

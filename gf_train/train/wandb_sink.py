@@ -10,6 +10,16 @@ from pathlib import Path
 from typing import Any
 
 
+def check_available(mode: str) -> None:
+    """Fail before training starts, on every rank alike, when `log.wandb` wants a package that is missing
+    (an import error on rank 0 alone, at its first log, would leave the other ranks waiting)."""
+    import importlib.util
+
+    if mode != "disabled" and importlib.util.find_spec("wandb") is None:
+        raise ValueError(f"log.wandb={mode} needs the wandb package, which is not installed here: "
+                         "`pip install wandb`, or set log.wandb=disabled")
+
+
 class WandbSink:
     def __init__(self, mode: str, project: str, name: str | None, tags: list[str], config: dict[str, Any],
                  run_dir: Path, run_id: str | None = None) -> None:

@@ -153,7 +153,10 @@ class _TorchChunkWKV6(torch.autograd.Function):
         ctx.save_for_backward(r, k, v, w, u, starts, ht)
         ctx.C = C
         ctx.h0_dtype = h0.dtype if h0 is not None else None
-        return p.unchunk(o).to(v.dtype), ht
+        o = p.unchunk(o)
+        # no `.to()` when the dtype already matches: under torch 2.11's dynamo a forward output that is
+        # `.to()`'s alias of an intermediate gets an all-zero incoming gradient (fixed in later torch)
+        return (o if o.dtype == v.dtype else o.to(v.dtype)), ht
 
     @staticmethod
     def backward(ctx, do, dht):  # type: ignore[override]

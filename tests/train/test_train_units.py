@@ -119,3 +119,24 @@ def test_preemption_flag_only_sets_a_flag() -> None:
     finally:
         flag.uninstall()
     assert EXIT_REQUEUE == 75
+
+
+def test_missing_wandb_is_a_clear_error_before_anything_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    import importlib.util
+
+    from gf_train.train.loop import train
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    cfg = RunConfig()
+    cfg.schedule.max_steps = 1
+    cfg.log.wandb = "offline"
+    run_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"log.wandb=offline needs the wandb package.*pip install wandb.*"
+                                         r"log.wandb=disabled"):
+        train(cfg, run_dir)
+    assert not run_dir.exists()  # failed before creating anything or starting torch.distributed
+    from gf_train.train.wandb_sink import check_available
+
+    check_available("disabled")  # never looks for the package
