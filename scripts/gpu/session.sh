@@ -2,7 +2,7 @@
 # Everything gf-train needs a GPU for, in one command on a lent GPU machine (see docs/benchmarks.md):
 #   bash scripts/gpu/session.sh [kernels] [train] [model]     (default: all three)
 # Needs .gpu_wheels/ (scripts/gpu/wheels.sh, carried along). Writes logs and a summary under $OUT
-# (default ./gpu_out): env.txt, gpu_tests.txt, bench_wkv6.txt, bench_train.txt, bench_model.txt.
+# (default ./gpu_out): env.txt, gpu_tests.txt, torch_tests.txt, bench_wkv6.txt, bench_train.txt, bench_model.txt.
 # Each part is independent and a failing part does not stop the others; the exit status is that of the
 # last failing part (0 when all passed).
 set -uo pipefail
@@ -44,6 +44,11 @@ for part in $PARTS; do
   case $part in
     kernels)
       run gpu_tests $PY -m pytest -q -m gpu tests/kernels -p no:cacheprovider --timeout=600 || rc=$?
+      # the CPU torch-backend tests too: this machine's torch differs from CI's (torch 2.11 mis-traced a
+      # no-op .to() under torch.compile; tests/kernels/test_wkv6_torch.py caught it). Not the interpreter
+      # tests: triton 3.6's interpreter breaks on numpy >= 2.3, an upstream issue outside our code.
+      run torch_tests $PY -m pytest -q tests/kernels/test_wkv6_torch.py tests/kernels/test_attention.py \
+        -p no:cacheprovider --timeout=600 || rc=$?
       run bench_wkv6 $PY benchmarks/bench_wkv6.py --no-cpu || rc=$? ;;
     train)  # GoldFinch at the 1.5B width (L24 D2048), ctx 4096, one GPU, bf16: the first setting that fits
       ok=1
