@@ -1,11 +1,12 @@
 """Run in a bare consumer environment (torch + the *other* transformers major, no gf-train): load an
 export folder with `trust_remote_code`, and write what it computes for `test_hf_other_transformers.py`.
 
-    python _consumer_check.py EXPORT_DIR OUT_DIR
+    python _consumer_check.py EXPORT_DIR CASE_JSON OUT_DIR
 
-Writes OUT_DIR/logits.npy ([2, 24, vocab] for fixed ids), greedy.npy (6 new tokens with our cache) and
-info.json (transformers version, whether gf_train is importable, beam search with vs without cache equal,
-the tokenizer round trip).
+CASE_JSON: {"ids": [[...]], "prompt_len": n, "text": "..."}. Writes OUT_DIR/logits.npy (logits of `ids`),
+greedy.npy (the first row's first prompt_len ids + 6 new tokens with our cache) and info.json
+(transformers version, whether gf_train is importable, beam search with vs without cache equal, the
+tokenizer's ids for `text` and its round trip).
 """
 
 from __future__ import annotations
@@ -22,19 +23,19 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
 def main() -> None:
-    src, out = Path(sys.argv[1]), Path(sys.argv[2])
+    src, case, out = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[3])
     hf = AutoModelForCausalLM.from_pretrained(src, trust_remote_code=True, local_files_only=True).eval()
-    ids = torch.randint(1, 65530, (2, 24), generator=torch.Generator().manual_seed(1))
+    ids = torch.tensor(case["ids"])
     with torch.no_grad():
         np.save(out / "logits.npy", hf(ids).logits.float().numpy())
-    prompt = ids[:1, :9]
+    prompt = ids[:1, :case["prompt_len"]]
     greedy = hf.generate(prompt, max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=0)
     np.save(out / "greedy.npy", greedy.numpy())
     kw = {"max_new_tokens": 4, "num_beams": 3, "num_return_sequences": 3, "do_sample": False,
           "eos_token_id": None, "pad_token_id": 0}
     beams = hf.generate(prompt, use_cache=True, **kw)
     tok = AutoTokenizer.from_pretrained(src, trust_remote_code=True, local_files_only=True)
-    text = "GoldFinch: RWKV-6 meets GOLD attention. Ünïcode ✓ 中文\n\tend"
+    text = case["text"]
     info = {
         "transformers": transformers.__version__,
         "gf_train_importable": importlib.util.find_spec("gf_train") is not None,

@@ -10,6 +10,8 @@ from gf_train.config.model import ModelConfig
 from gf_train.export.card import CardInfo
 from gf_train.export.hf_dir import ExportInputs
 
+SAMPLE_TEXT = "GoldFinch: RWKV-6 meets GOLD attention. Ünïcode ✓ 中文\n\tend"  # tokenizer round trips
+
 
 def tiny_config(arch: str = "goldfinch", vocab_size: int = 65536, **kw: object) -> ModelConfig:
     base: dict[str, object] = dict(arch=arch, n_layer=3, n_embd=32, head_size=16, vocab_size=vocab_size,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from export_helpers import inputs_for, random_model, tiny_config, unique_dir
+from export_helpers import SAMPLE_TEXT, inputs_for, random_model, tiny_config, unique_dir
 
 from gf_train.export.hf_dir import write_export
 from gf_train.export.safetensors_io import INDEX, load_state_dict
@@ -68,9 +68,8 @@ def test_logits_parity_and_tokenizer(exported: tuple[torch.nn.Module, Path], rwk
     assert got.dtype == torch.float32
     assert (got - ref).abs().max().item() <= 1e-5
     tok = AutoTokenizer.from_pretrained(out, trust_remote_code=True, local_files_only=True)
-    text = "GoldFinch: RWKV-6 meets GOLD attention. Ünïcode ✓ 中文\n\tend"
-    assert tok(text).input_ids == rwkv_tok.encode(text)
-    assert tok.decode(tok(text).input_ids) == text
+    assert tok(SAMPLE_TEXT).input_ids == rwkv_tok.encode(SAMPLE_TEXT)
+    assert tok.decode(tok(SAMPLE_TEXT).input_ids) == SAMPLE_TEXT
     assert tok.eos_token_id == 0
 
 

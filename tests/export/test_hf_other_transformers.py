@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from export_helpers import inputs_for, random_model, tiny_config, unique_dir
+from export_helpers import SAMPLE_TEXT, inputs_for, random_model, tiny_config, unique_dir
 
 from gf_train.export.hf_dir import write_export
 
@@ -49,20 +49,21 @@ def test_export_under_the_other_transformers(consumer_python: Path, tmp_path: Pa
     model = random_model(tiny_config())
     src = unique_dir(tmp_path, "gfother")
     write_export(inputs_for(model, tok), src, dtype="fp32")
+    ids = torch.randint(1, 65530, (2, 24), generator=torch.Generator().manual_seed(1))
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps({"ids": ids.tolist(), "prompt_len": 9, "text": SAMPLE_TEXT}))
     out = tmp_path / "got"
     out.mkdir()
     res = subprocess.run([str(consumer_python), str(Path(__file__).with_name("_consumer_check.py")), str(src),
-                          str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=900)
+                          str(case), str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert res.returncode == 0, res.stderr[-6000:]
     info = json.loads((out / "info.json").read_text())
     assert info["transformers"].split(".")[0] != transformers.__version__.split(".")[0], info
     assert not info["gf_train_importable"]  # the export stands alone
-    ids = torch.randint(1, 65530, (2, 24), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = model(ids).float().numpy()
     assert np.abs(np.load(out / "logits.npy") - ref).max() <= 1e-5
     prompt = ids[:1, :9]
     assert np.array_equal(np.load(out / "greedy.npy"), model.generate(prompt, 6, temperature=0).numpy())
     assert info["beams_equal_uncached"] and info["tokenizer_round_trip"]
-    text = "GoldFinch: RWKV-6 meets GOLD attention. Ünïcode ✓ 中文\n\tend"
-    assert info["tokenizer_ids"] == tok.encode(text)
+    assert info["tokenizer_ids"] == tok.encode(SAMPLE_TEXT)
