@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gf_train.dist.info import launch_free_env
+from gf_train.distributed.info import launch_free_env
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "debug_cpu.yaml"
@@ -154,7 +154,7 @@ def run(cmd: list[str], env: dict[str, str], what: str, log_file: Path) -> float
 
 
 def train_cmd(run_dir: Path, data: Path, steps: int, nproc: int, stop_at: int | None) -> list[str]:
-    from gf_train.dist.info import free_port
+    from gf_train.distributed.info import free_port
 
     every = max(1, steps // 2)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gf_train.dist.info import launch_free_env
+from gf_train.distributed.info import launch_free_env
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 Owner: `gf_train.export`. Finds the checkpoint with the trainer's own helpers
 (`gf_train.train.checkpoint`), consolidates the ZeRO partitions with DeepSpeed's zero_to_fp32 API
-(through `gf_train.dist.engine.fp32_state_dict`, the one place that imports deepspeed), reads the
+(through `gf_train.distributed.engine.fp32_state_dict`, the one place that imports deepspeed), reads the
 resolved config, client state, data manifests and metrics for the model card, and hands everything
 to `gf_train.export.hf_dir.write_export` (atomic). Every check that can fail runs before the first
 byte is written.
@@ -99,7 +99,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "bf1
                       max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, tokenizer: str | None = None) -> Path:
     """Export the newest complete checkpoint under `checkpoint` (or that step directory) into `out`."""
     from gf_train.config import dump, loads
-    from gf_train.dist.engine import fp32_state_dict
+    from gf_train.distributed.engine import fp32_state_dict
     from gf_train.model.flops import param_count
     from gf_train.train.checkpoint import DS_TAG, read_client_state
 

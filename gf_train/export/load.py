@@ -2,7 +2,7 @@
 
 Owner: `gf_train.export`. An export folder is recognised by its `config.json` with `gf_model`; anything
 else is treated as a checkpoint location (run dir, checkpoints dir or step dir) and consolidated with
-DeepSpeed's zero_to_fp32 (through `gf_train.dist.engine`). Weights are cast to `dtype` (fp32 default).
+DeepSpeed's zero_to_fp32 (through `gf_train.distributed.engine`). Weights are cast to `dtype` (fp32 default).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32, wkv_backend
         spec = tokenizer_spec_of_export(p)
     else:
         from gf_train.config import loads
-        from gf_train.dist.engine import fp32_state_dict
+        from gf_train.distributed.engine import fp32_state_dict
         from gf_train.export.export import data_summary, find_checkpoint, strip_wrappers
         from gf_train.train.checkpoint import DS_TAG
 

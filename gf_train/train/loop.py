@@ -30,8 +30,18 @@ import numpy as np
 import torch
 
 from gf_train.config import RunConfig, derive, dump, to_dict
-from gf_train.dist import engine as dsx
-from gf_train.dist.info import DistInfo, read_dist_info
+from gf_train.distributed.engine import (
+    all_reduce_sum,
+    build_engine,
+    build_optimizer,
+    device_for,
+    ds_config,
+    engine_optimizer_groups,
+    init_distributed,
+    shutdown,
+    zero_nonfinite_grads_stage0,
+)
+from gf_train.distributed.info import DistInfo, read_dist_info
 from gf_train.train import resume as rs
 from gf_train.train.checkpoint import capture_rng
 from gf_train.train.metrics import MetricsSink, StepTimer, memory_gb, mfu, peak_tflops
@@ -123,15 +133,15 @@ def train(cfg: RunConfig, run_dir: Path, *, stop_at_step: int | None = None, res
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     flag = PreemptionFlag().install()  # before any DataLoader worker is forked
-    device = dsx.device_for(info)
-    dsx.init_distributed(info, device, cfg.dist.backend, cfg.dist.timeout_minutes)
+    device = device_for(info)
+    init_distributed(info, device, cfg.dist.backend, cfg.dist.timeout_minutes)
     try:
         return _Trainer(cfg, run_dir, info, derived, device, flag, model_factory or _default_model_factory,
                         loader_factory or _default_loader_factory, flops_fn or _default_flops
                         ).run(stop_at_step, resume_from, init_from)
     finally:
         flag.uninstall()
-        dsx.shutdown()
+        shutdown()
 
 
 class _Trainer:
@@ -177,12 +187,12 @@ class _Trainer:
         self.n_params = sum(p.numel() for p in model.parameters())
         groups = param_groups(model.named_parameters(), cfg.optim)
         self.log(f"model: {self.n_params:,} parameters; optimizer groups:\n{describe(groups)}")
-        optimizer = dsx.build_optimizer(strip_names(groups), cfg, self.device)
+        optimizer = build_optimizer(strip_names(groups), cfg, self.device)
         self.log(f"optimizer: {type(optimizer).__name__}" + (" (ZeRO-Offload)" if cfg.dist.offload_optimizer else ""))
-        conf = dsx.ds_config(cfg, self.derived, self.device, load_universal=plan is not None and plan.universal)
+        conf = ds_config(cfg, self.derived, self.device, load_universal=plan is not None and plan.universal)
         if cfg.dist.compile and self.device.type != "cuda":
             self.log("dist.compile=true on CPU: inductor compiles the model in the first steps (about a minute)")
-        self.engine = dsx.build_engine(model, optimizer, conf, compile_model=cfg.dist.compile)
+        self.engine = build_engine(model, optimizer, conf, compile_model=cfg.dist.compile)
         _seed_all(cfg.dist.seed + 1000 * info.rank + 1)  # per-rank streams (dropout etc.)
         return plan
 
@@ -225,7 +235,7 @@ class _Trainer:
                 total += self.engine(x.to(self.device), y.to(self.device)).detach().double().cpu()
                 n += 1
         self.engine.train()
-        vec = dsx.all_reduce_sum(torch.stack([total, torch.tensor(float(n), dtype=torch.float64)]))
+        vec = all_reduce_sum(torch.stack([total, torch.tensor(float(n), dtype=torch.float64)]))
         if vec[1] == 0:
             self.log("validation: the val loader yielded no batch")
             return
@@ -274,7 +284,7 @@ class _Trainer:
             return EXIT_OK
         while self.step < d.max_steps:
             lr = lr_fn(self.step)
-            for g in dsx.engine_optimizer_groups(self.engine):  # fresh: a checkpoint load replaces the dicts
+            for g in engine_optimizer_groups(self.engine):  # fresh: a checkpoint load replaces the dicts
                 g["lr"] = lr * g.get("lr_scale", 1.0)
             t0, wait = time.perf_counter(), 0.0
             loss_sum, nonfinite = torch.zeros((), dtype=torch.float64), 0
@@ -293,12 +303,12 @@ class _Trainer:
                 if self.step == signal_step and micro == 0:
                     os.kill(os.getpid(), signal.SIGUSR1)
                 if stage0_fp32 and micro == d.grad_accum - 1:
-                    dsx.zero_nonfinite_grads_stage0(self.engine)
+                    zero_nonfinite_grads_stage0(self.engine)
                 self.engine.step()
             not_applied = 0 if self.engine.was_step_applied() else 1
             due = cfg.checkpoint.every_minutes is not None and \
                 time.monotonic() - self.last_save >= 60 * cfg.checkpoint.every_minutes
-            vec = dsx.all_reduce_sum(torch.tensor([float(loss_sum), nonfinite, not_applied, float(self.flag.is_set),
+            vec = all_reduce_sum(torch.tensor([float(loss_sum), nonfinite, not_applied, float(self.flag.is_set),
                                                    float(due and info.is_main)], dtype=torch.float64))
             self.step += 1
             self.tokens += d.tokens_per_step

@@ -1,7 +1,7 @@
 """Saving and resuming a whole training state across ranks; model-only warm starts.
 
 Owner: `gf_train.train`. Orchestrates the collective parts of checkpointing on top of
-`gf_train.train.checkpoint` (layout, JSON client state) and `gf_train.dist.engine` (DeepSpeed I/O):
+`gf_train.train.checkpoint` (layout, JSON client state) and `gf_train.distributed.engine` (DeepSpeed I/O):
 
 - `save(...)`: every rank writes its DeepSpeed partition and its `rank_XXXXX.json`; rank 0 writes the
   client state and config; barrier; rank 0 writes `COMPLETE`, then prunes old checkpoints.
@@ -23,8 +23,15 @@ from typing import Any
 import torch
 
 from gf_train.config import RunConfig, config_hash, dump, loads
-from gf_train.dist import engine as dsx
-from gf_train.dist.info import DistInfo
+from gf_train.distributed.engine import (
+    barrier,
+    broadcast_object,
+    convert_to_universal,
+    fp32_state_dict,
+    load_engine,
+    save_engine,
+)
+from gf_train.distributed.info import DistInfo
 from gf_train.train import checkpoint as ck
 
 
@@ -42,26 +49,26 @@ def save(engine: Any, info: DistInfo, cfg: RunConfig, run_dir: Path, step: int, 
     root = ck.checkpoints_dir(run_dir)
     step_dir = root / ck.step_name(step)
     exists = ck.is_complete(step_dir) if info.is_main else False
-    exists = bool(dsx.broadcast_object(exists))
+    exists = bool(broadcast_object(exists))
     if exists:  # e.g. resumed at this very step and stopped again
         return step_dir
     if info.is_main:
         if step_dir.exists():  # an incomplete leftover of a crash: start clean
             shutil.rmtree(step_dir)
         step_dir.mkdir(parents=True)
-    dsx.barrier()
-    dsx.save_engine(engine, step_dir, ck.DS_TAG, {"gf_step": step})
+    barrier()
+    save_engine(engine, step_dir, ck.DS_TAG, {"gf_step": step})
     ck.write_rank_state(step_dir, info.rank, rank_state)
     if info.is_main:
         (step_dir / "config.yaml").write_text(dump(cfg))
         ck.write_client_state(step_dir, client)
     if fault_sleep:  # testing hook: widen the window in which a kill -9 leaves an incomplete checkpoint
         time.sleep(fault_sleep)
-    dsx.barrier()
+    barrier()
     if info.is_main:
         ck.mark_complete(step_dir)
         ck.prune(root, keep_last)
-    dsx.barrier()
+    barrier()
     return step_dir
 
 
@@ -104,14 +111,14 @@ def plan_resume(cfg: RunConfig, run_dir: Path, resume_from: Path | None, world_s
 def prepare_universal(plan: ResumePlan, info: DistInfo) -> None:
     """Rank 0 converts the checkpoint to a universal one (once; kept in the step dir); all ranks wait."""
     if info.is_main and not (plan.step_dir / ck.UNIVERSAL_TAG).is_dir():
-        dsx.convert_to_universal(plan.step_dir, ck.DS_TAG, ck.UNIVERSAL_TAG)
-    dsx.barrier()
+        convert_to_universal(plan.step_dir, ck.DS_TAG, ck.UNIVERSAL_TAG)
+    barrier()
 
 
 def load(engine: Any, plan: ResumePlan, info: DistInfo) -> dict[str, Any] | None:
     """Load engine state; restore this rank's RNG. Returns this rank's saved state (None if the rank
     did not exist in the saved run)."""
-    dsx.load_engine(engine, plan.step_dir, ck.UNIVERSAL_TAG if plan.universal else ck.DS_TAG)
+    load_engine(engine, plan.step_dir, ck.UNIVERSAL_TAG if plan.universal else ck.DS_TAG)
     same_world = plan.client["world_size"] == info.world_size
     mine = ck.read_rank_state(plan.step_dir, info.rank) if same_world else None
     if mine is not None:
@@ -192,7 +199,7 @@ def warm_start(model: torch.nn.Module, path: Path, model_cfg: Any = None) -> lis
         if ck.read_client_state(step_dir)["zero_stage"] == 0 and model_file.is_file():
             sd = torch.load(model_file, map_location="cpu", weights_only=False)["module"]  # DeepSpeed's own file
         else:
-            sd = dsx.fp32_state_dict(step_dir, ck.DS_TAG)
+            sd = fp32_state_dict(step_dir, ck.DS_TAG)
     else:
         sd = _load_safetensors(path)
     own = model.state_dict()

@@ -15,7 +15,7 @@ from gf_train.config.data import DataConfig, StreamConfig
 from gf_train.data import build_loader, check_vocab, read_manifest
 from gf_train.data.compat import clean_stale_shm, ensure_rank_env
 from gf_train.data.tokenize import tokenize_corpus
-from gf_train.dist.info import free_port, launch_free_env
+from gf_train.distributed.info import free_port, launch_free_env
 
 HERE = Path(__file__).resolve().parent
 

@@ -25,7 +25,7 @@ REPO = HERE.parents[1]
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 steps of the real trainer + real GoldFinch (fake loader), ZeRO-2, checkpoints at steps 2 and 4."""
-    from gf_train.dist.info import free_port, launch_free_env
+    from gf_train.distributed.info import free_port, launch_free_env
 
     run = tmp_path_factory.mktemp("ckpt") / "run"
     env = launch_free_env()

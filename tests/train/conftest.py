@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gf_train.dist.info import free_port, launch_free_env
+from gf_train.distributed.info import free_port, launch_free_env
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "train" / "tiny.yaml"

@@ -1,6 +1,6 @@
 """The deepspeed launcher (`deepspeed --num_gpus N --master_port P SCRIPT ...`) runs the trainer exactly like
 torchrun: on CPU it spawns N processes with RANK / LOCAL_RANK / WORLD_SIZE / MASTER_* set (and a harmless
-CUDA_VISIBLE_DEVICES), the trainer reads them through `gf_train.dist.info`, and the per-step losses equal a
+CUDA_VISIBLE_DEVICES), the trainer reads them through `gf_train.distributed.info`, and the per-step losses equal a
 torchrun run of the same config (`==`).
 
 How to launch `gf-train train` with it: the launcher runs a *script path* with `python -u` (or `--module M`
@@ -10,7 +10,7 @@ but for the `gf-train` console script / `--module gf_train` the flag lands *befo
 where the top-level parser rejects it: use `deepspeed --no_local_rank ... .venv/bin/gf-train train ...`.
 
 /dev/shm: DeepSpeed's CPU shm all-reduce (which leaves /dev/shm/deepspeed_allreduce_buffer_* behind under
-this launcher) is switched off by `gf_train.dist.engine.init_distributed`; the tests check nothing is left.
+this launcher) is switched off by `gf_train.distributed.engine.init_distributed`; the tests check nothing is left.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gf_train.dist.info import free_port
+from gf_train.distributed.info import free_port
 from tests.train.conftest import REPO, launch, losses, metrics, ok
 
 DEEPSPEED = str(Path(sys.executable).parent / "deepspeed")

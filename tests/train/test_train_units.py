@@ -14,7 +14,7 @@ import torch
 
 from gf_train.config import RunConfig
 from gf_train.config.model import ModelConfig
-from gf_train.dist.info import parse_tasks_per_node, read_dist_info
+from gf_train.distributed.info import parse_tasks_per_node, read_dist_info
 from gf_train.train import checkpoint as ck
 from gf_train.train.metrics import MetricsSink, mfu, peak_tflops
 from gf_train.train.signals import EXIT_REQUEUE, PreemptionFlag

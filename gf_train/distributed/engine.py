@@ -1,6 +1,6 @@
 """DeepSpeed: process group, the engine built from the typed config, collectives, engine checkpoint I/O.
 
-Owner: `gf_train.dist`. This package is the only place in gf_train that imports `deepspeed`; everything
+Owner: `gf_train.distributed`. This package is the only place in gf_train that imports `deepspeed`; everything
 here is a thin, typed wrapper so that the trainer (`gf_train.train`) never touches DeepSpeed's API.
 
 - `ds_config(cfg, derived, ...)` is a pure function: the DeepSpeed JSON for a run (ZeRO stage, bf16,
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from gf_train.config import Derived, RunConfig
-from gf_train.dist.info import DistInfo
+from gf_train.distributed.info import DistInfo
 
 
 def device_for(info: DistInfo) -> torch.device:

@@ -1,6 +1,6 @@
 """Who am I in the job: `DistInfo`, read once from torchrun / deepspeed-launcher / Slurm variables.
 
-Owner: `gf_train.dist`. `read_dist_info()` is called once at start-up; it also writes the canonical
+Owner: `gf_train.distributed`. `read_dist_info()` is called once at start-up; it also writes the canonical
 variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) back into the
 environment so that DeepSpeed, torch.distributed and mosaicml-streaming all see the same world.
 

@@ -3,6 +3,6 @@
 `info` is torch-free; `engine` imports deepspeed lazily inside its functions.
 """
 
-from gf_train.dist.info import DistInfo, free_port, read_dist_info
+from gf_train.distributed.info import DistInfo, free_port, read_dist_info
 
 __all__ = ["DistInfo", "free_port", "read_dist_info"]
