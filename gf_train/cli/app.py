@@ -13,28 +13,20 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from gf_train.cli import convert, data, evaluate, export, generate, plot, train
-
-
-def _config_show(args: argparse.Namespace) -> int:
-    from gf_train.config import dump, load
-
-    cfg = load(args.config, args.overrides)
-    sys.stdout.write(dump(cfg))
-    return 0
+from gf_train.cli import config, convert, data, evaluate, export, generate, plot, train
+from gf_train.cli.overrides import gather_overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gf-train", description="pretrain GoldFinch, Finch and Llama models with DeepSpeed")
+    p = argparse.ArgumentParser(prog="gf-train", description="pretrain GoldFinch, Finch and Llama with DeepSpeed")
     sub = p.add_subparsers(dest="command", required=True)
 
     # config show
     cfg = sub.add_parser("config", help="inspect the resolved config of a recipe")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     show = cfg_sub.add_parser("show", help="print the resolved config (recipes merged, overrides applied)")
-    show.add_argument("--config", action="append", required=True, help="recipe YAML (repeatable, later wins)")
-    show.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.n_layer=12")
-    show.set_defaults(func=_config_show)
+    config.add_show_arguments(show)
+    show.set_defaults(func=config.show_main)
 
     # One module of this package per subcommand: `add_arguments(parser)` declares its flags, `main(args)` runs it.
     commands: tuple[tuple[str, ModuleType, str], ...] = (
@@ -78,9 +70,8 @@ def _drop_local_rank(argv: list[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(_drop_local_rank(list(sys.argv[1:] if argv is None else argv)))
-    if unknown:
-        # Subcommands that take free `key=value` overrides declare an `overrides` positional; anything
-        # else left over is a typo.
+    unknown = gather_overrides(args, unknown)  # `a=1 --flag X b=2`: b=2 is an override too
+    if unknown:  # an unknown --flag, or a stray word where no override is taken: a typo
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args) or 0)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gf_train.cli.overrides import add_overrides_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", action="append", required=True, help="recipe YAML (repeatable, later wins)")
@@ -34,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # The deepspeed launcher passes --local_rank=N to the script (unless --no_local_rank); LOCAL_RANK in the
     # environment carries the same value, so the flag is accepted and ignored.
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. schedule.max_steps=100")
+    add_overrides_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
