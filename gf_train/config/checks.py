@@ -2,8 +2,10 @@
 
 Owner: `gf_train.config`. The trainer calls `warn_ineffective_settings` once, on rank 0, before any
 work (a run whose warm-up never ends or whose checkpoint interval is past the end still runs, but the
-user should know); `gf-train config show --explain` lists the same notes. A value counts as set by the
-user when it differs from the schema default, so defaults never warn.
+user should know); `gf-train config show --explain` lists the same notes. Knobs of a feature that is off
+(wandb names, RoPE bases, shuffle seeds, ...) and the log interval warn only when they differ from the
+schema default (the user set them); the warm-up, eval and checkpoint intervals warn whenever they reach
+past the end of the run.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _step_notes(cfg: RunConfig, steps: int) -> list[str]:
         after = "only the final checkpoint is written" if ck.save_final else \
             "no checkpoint is written (checkpoint.save_final=false)"
         notes.append(f"checkpoint.every_steps={ck.every_steps} is past the end ({steps} steps): {after}")
-    if lg.every_steps > steps:
+    if lg.every_steps > steps and lg.every_steps != LogConfig().every_steps:  # the default is harmless here
         notes.append(f"log.every_steps={lg.every_steps} is past the end ({steps} steps): metrics are written at "
                      f"step 1 and the last step only")
     return notes

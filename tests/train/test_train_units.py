@@ -101,3 +101,23 @@ def test_missing_wandb_is_a_clear_error_before_anything_starts(tmp_path: Path, m
     from gf_train.train.wandb_sink import check_available
 
     check_available("disabled")  # never looks for the package
+
+
+def test_trainer_warns_once_about_ineffective_settings_before_any_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    from gf_train.train.loop import train
+
+    real = importlib.util.find_spec
+    # A missing wandb stops train() at its first check: anything printed before is printed before any work.
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    cfg = RunConfig()
+    cfg.schedule.max_steps, cfg.schedule.warmup_steps, cfg.checkpoint.every_steps = 4, 4, 5
+    cfg.log.wandb = "offline"
+    with pytest.raises(ValueError, match="needs the wandb package"):
+        train(cfg, tmp_path / "run")
+    err = capsys.readouterr().err
+    assert err.count("gf-train: warning:") == 2, err
+    assert "schedule.warmup_steps=4 >= the run's 4 steps" in err and "checkpoint.every_steps=5 is past the end" in err
+    assert not (tmp_path / "run").exists()
