@@ -113,3 +113,26 @@ def test_pretrain_requeues_exactly_on_the_trainers_requeue_code(tmp_path: Path, 
     assert r.returncode == (code if script_rc is None else script_rc), r.stdout + r.stderr
     recorded = calls.read_text() if calls.exists() else ""
     assert ("requeue 4242" in recorded) == requeued, recorded
+
+
+def test_task_sh_leaves_the_rank_mapping_to_the_trainer_on_a_heterogeneous_step(tmp_path: Path) -> None:
+    """slurm/task.sh writes no rank variable (a stale RANK from the submitting shell is dropped); the
+    trainer's `read_dist_info` maps Slurm's step variables, node sizes "2,1" included."""
+    import json
+    import os
+    import sys
+
+    probe = ("import json, os; from gf_train.distributed.info import read_dist_info; i = read_dist_info(); "
+             "print(json.dumps([i.rank, i.world_size, i.local_rank, i.local_world_size, i.node_rank, i.launcher, "
+             "os.environ['LOCAL_WORLD_SIZE']]))")
+    got = []
+    for rank, (node, local) in enumerate([(0, 0), (0, 1), (1, 0)]):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        env.update(SLURM_PROCID=str(rank), SLURM_STEP_NUM_TASKS="3", SLURM_NODEID=str(node),
+                   SLURM_LOCALID=str(local), SLURM_STEP_TASKS_PER_NODE="2,1", SLURM_NTASKS="3",
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT="29999", RANK="7", WORLD_SIZE="8", LOCAL_WORLD_SIZE="8")
+        r = subprocess.run(["bash", str(REPO / "slurm" / "task.sh"), sys.executable, "-c", probe], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        got.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    assert got == [[0, 3, 0, 2, 0, "slurm", "2"], [1, 3, 1, 2, 0, "slurm", "2"], [2, 3, 0, 1, 1, "slurm", "1"]]
