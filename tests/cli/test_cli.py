@@ -124,3 +124,10 @@ def test_no_argument_parser_outside_the_cli_package() -> None:
     owners = sorted(str(p.relative_to(pkg)) for p in pkg.rglob("*.py")
                     if re.search(r"^\s*(import argparse|from argparse import)", p.read_text(), re.M))
     assert [o for o in owners if not o.startswith("cli/")] == ["quickstart.py"], owners
+
+
+def test_config_show_starts_without_torch() -> None:
+    code = ("import sys; from gf_train.cli import main; rc = main(['config', 'show', '--explain', '--config', "
+            f"{RECIPE!r}]); assert rc == 0; assert 'torch' not in sys.modules, 'config show imported torch'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
