@@ -229,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         export = export_checkpoint(run_dir, out / "export", dtype="fp32", overwrite=True)  # DeepSpeed's chatter
     log(f"exported the final checkpoint (safetensors, HF config + code, tokenizer, model card) -> {export}")
 
+    from gf_train.cli.generate import generate_text, report
     from gf_train.data.tokenizers import load_tokenizer
     from gf_train.export.eval import evaluate
-    from gf_train.export.generate_cli import generate_text, report
     from gf_train.export.load import load_model
     from gf_train.export.plot import plot_metrics
 

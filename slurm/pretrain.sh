@@ -20,10 +20,10 @@
 #   GF_MASTER_ADDR / MASTER_PORT  rendezvous host/port (default: first node of the job, 20000 + jobid % 20000)
 #
 # Launch design: one srun task per GPU (per rank), with Slurm's task variables mapped to RANK, WORLD_SIZE,
-# LOCAL_RANK, ... by slurm/task.sh, and MASTER_ADDR = the head node (first host of the allocation). Slurm
-# is the launcher; there is no torchrun inside the job. Why: srun forwards signals to every rank and
-# returns the ranks' exit code, so "requeue me" (75) reaches this shell; torchrun's agent dies on SIGUSR1
-# and turns any failed worker into exit 1. One task per GPU also makes `--nodes`/`--ntasks-per-node`
+# LOCAL_RANK, ... by the trainer itself (gf_train.distributed.info), and MASTER_ADDR = the head node (first
+# host of the allocation). Slurm is the launcher; there is no torchrun inside the job. Why: srun forwards
+# signals to every rank and returns the ranks' exit code, so "requeue me" (75) reaches this shell;
+# torchrun's agent dies on SIGUSR1 and turns any failed worker into exit 1. One task per GPU also makes `--nodes`/`--ntasks-per-node`
 # overrides (e.g. 1 node x 2 CPU ranks in CI) just work.
 #
 # Preemption and time limits (the requeue protocol):

@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 
 @dataclass
 class StreamConfig:
-    path: str = "???"  # local MDS folder (output of data_prep/tokenize.py, its train/ split)
-    remote: str | None = None  # optional remote URI (s3://, gs://, ...) mirrored into `path`
-    proportion: float | None = None  # mixing weight; None everywhere = natural sizes
+    path: str = "???"
+    """Local MDS folder (a split of data_prep/tokenize.py's output, e.g. DIR/train)."""
+    remote: str | None = None
+    """Optional remote URI (s3://, gs://, ...) mirrored into path."""
+    proportion: float | None = None
+    """Mixing weight of this stream; null on every stream: natural sizes."""
 
     def __post_init__(self) -> None:
         if self.proportion is not None and self.proportion <= 0:
@@ -23,15 +26,25 @@ class StreamConfig:
 @dataclass
 class DataConfig:
     train: list[StreamConfig] = field(default_factory=list)
+    """Training streams (at least one)."""
     val: list[StreamConfig] = field(default_factory=list)
+    """Validation streams; empty: no validation."""
     shuffle: bool = True
+    """Shuffle the training samples (validation is always read in order)."""
     shuffle_seed: int = 1337
+    """Seed of the global training order (the same on every rank and world size)."""
     num_workers: int = 0
+    """DataLoader worker processes per rank (0: read in the training process)."""
     pin_memory: bool = False
-    shuffle_algo: str = "py1e"  # mosaicml-streaming shuffle (py1e, py1br, py1s, py2s, naive)
-    shuffle_block_size: int | None = None  # samples per shuffle block (None: 4,000,000)
-    epoch_size: int | None = None  # samples per training epoch when mixing (None: total samples of all streams)
-    clean_stale_shm: bool = True  # remove streaming shm left by crashed runs (never a live job's)
+    """Pin host memory of the batches (faster copies to the GPU)."""
+    shuffle_algo: str = "py1e"
+    """mosaicml-streaming shuffle algorithm: py1e, py1br, py1s, py2s or naive."""
+    shuffle_block_size: int | None = None
+    """Samples per shuffle block; null: streaming's default (4,000,000)."""
+    epoch_size: int | None = None
+    """Samples per training epoch when mixing streams; null: all samples of all streams."""
+    clean_stale_shm: bool = True
+    """Remove streaming shared memory left by crashed runs (never a live job's) before loading."""
 
     def __post_init__(self) -> None:
         if self.num_workers < 0:

@@ -14,25 +14,44 @@ ATTN_BACKENDS = ("auto", "flash", "sdpa", "naive")
 
 @dataclass
 class ModelConfig:
-    arch: str = "goldfinch"  # goldfinch | finch (stock RWKV-6 x060) | finch_c2 | llama
+    arch: str = "goldfinch"
+    """Architecture: goldfinch, finch (stock RWKV-6 x060), finch_c2 or llama."""
     n_layer: int = 6
+    """Number of blocks L."""
     n_embd: int = 256
+    """Model width C."""
     head_size: int = 64
+    """Width of one head (n_embd must be a multiple of it)."""
     vocab_size: int = 65536
-    ctx_len: int = 512  # training sequence length T
-    dim_ffn: int | None = None  # None: floor(3.5*C/32)*32 (RWKV cmix), floor(8C/3/32)*32 (llama)
-    gold_inv_ratio: int = 3  # rho: the last 1/rho of the layers are GOLD (first GOLD = floor(L(rho-1)/rho))
-    gold_layers: int | None = None  # explicit GOLD layer count, overrides gold_inv_ratio (0: Finch-C2)
-    kv_compression: int = 16  # r: compressed key width c = floor(C / r)
-    rope: bool = False  # RoPE in GOLD layers (ablation); the llama baseline always uses RoPE
+    """Embedding rows; at least the tokenizer's vocabulary."""
+    ctx_len: int = 512
+    """Training sequence length T (must equal the data's seq_len)."""
+    dim_ffn: int | None = None
+    """Feed-forward width; null: floor(3.5C/32)*32 (RWKV channel mix), floor(8C/3/32)*32 (llama)."""
+    gold_inv_ratio: int = 3
+    """rho (goldfinch): the last 1/rho of the layers are GOLD (first GOLD = floor(L(rho-1)/rho))."""
+    gold_layers: int | None = None
+    """Explicit GOLD layer count (goldfinch), overrides gold_inv_ratio; 0: Finch-C2 only."""
+    kv_compression: int = 16
+    """r (goldfinch): the compressed key cache is floor(C / r) wide."""
+    rope: bool = False
+    """RoPE in the GOLD layers (ablation); the llama baseline always uses RoPE."""
     rope_base: float = 10000.0
-    rope_rescale: float = 1.0  # position interpolation factor (>1 stretches positions)
-    use_one_minus_w: bool = True  # Finch-C2: k' = k * (1 - w)
-    use_v2: bool = True  # Finch-C2: second value instead of the bonus u
-    l2wrap: bool = True  # L2Wrap logit regulariser (reference training code)
+    """RoPE base frequency (llama, or GOLD layers with rope=true)."""
+    rope_rescale: float = 1.0
+    """RoPE position interpolation factor (> 1 stretches positions)."""
+    use_one_minus_w: bool = True
+    """Finch-C2 layers: k' = k * (1 - w)."""
+    use_v2: bool = True
+    """Finch-C2 layers: a second value instead of the bonus u."""
+    l2wrap: bool = True
+    """L2Wrap logit regulariser of the reference training code."""
     wkv_backend: str = "auto"
+    """WKV-6 kernel: auto, naive, torch (chunked) or triton."""
     attn_backend: str = "auto"
-    grad_cp: bool = False  # activation checkpointing per block
+    """Attention kernel: auto, flash, sdpa or naive."""
+    grad_cp: bool = False
+    """Activation checkpointing per block (less memory, one more forward)."""
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:

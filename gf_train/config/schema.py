@@ -22,14 +22,23 @@ from gf_train.config.train import (
 @dataclass
 class RunConfig:
     run_name: str = "run"
+    """Name of the run: the default run dir runs/<run_name> and the wandb run name."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """Architecture and sizes."""
     data: DataConfig = field(default_factory=DataConfig)
+    """Training and validation datasets."""
     optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer."""
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    """Run length and learning-rate schedule."""
     dist: DistConfig = field(default_factory=DistConfig)
+    """Batching, DeepSpeed and precision."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """When checkpoints are written and how many are kept."""
     log: LogConfig = field(default_factory=LogConfig)
+    """Metrics, progress bar and Weights & Biases."""
     eval: EvalConfig = field(default_factory=EvalConfig)
+    """Validation during training."""
 
     def __post_init__(self) -> None:
         if self.dist.micro_batch > self.dist.global_batch:

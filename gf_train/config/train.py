@@ -14,15 +14,24 @@ WANDB_MODES = ("disabled", "offline", "online")
 
 @dataclass
 class OptimConfig:
-    lr: float = 6e-4  # lr_init (after warm-up)
+    lr: float = 6e-4
+    """Peak learning rate (lr_init): reached at the end of warm-up, then decayed to lr_final."""
     lr_final: float = 2e-4
+    """Learning rate at the last step (the end of the decay; unused by decay=constant)."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    """Adam beta1, beta2."""
     eps: float = 1e-8
+    """Adam epsilon."""
     weight_decay: float = 0.001
-    grad_clip: float = 1.0  # 0 disables clipping
-    decay_kv_cache_proj: bool = True  # weight decay on W_a/W_b (the reference code does; paper says no)
-    layerwise_lr: bool = True  # RWKV lr multipliers (time_decay 2x), spec 8.4
-    max_nonfinite_in_row: int = 5  # skipped steps (non-finite loss/grad) in a row before the run stops
+    """Decoupled weight decay of the matrices (AdamW); biases, norms and RWKV time parameters get none."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip; 0 disables clipping."""
+    decay_kv_cache_proj: bool = True
+    """Weight decay on the GOLD key-cache projections W_a/W_b (the reference code does; the paper says no)."""
+    layerwise_lr: bool = True
+    """RWKV learning-rate multipliers (time_decay 2x), spec 8.4."""
+    max_nonfinite_in_row: int = 5
+    """Skipped steps (non-finite loss or gradient) in a row before the run stops with exit code 3."""
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.lr_final < 0:
@@ -37,10 +46,14 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    warmup_steps: int = 10  # lr multiplied by 0.2 + 0.8*s/warmup for s < warmup (reference)
-    decay: str = "cosine_half"  # the paper's half cosine; cosine_quarter is the reference HEAD
-    max_steps: int | None = None  # the run length: one of max_steps / max_tokens
+    warmup_steps: int = 10
+    """Warm-up steps: lr = lr_init * (0.2 + 0.8 * step / warmup_steps) before them (the reference)."""
+    decay: str = "cosine_half"
+    """lr decay after warm-up: cosine_half (the paper), cosine_quarter (reference HEAD), linear, constant."""
+    max_steps: int | None = None
+    """Run length in optimizer steps (set this or max_tokens)."""
     max_tokens: int | None = None
+    """Run length in training tokens, rounded up to whole steps (set this or max_steps)."""
 
     def __post_init__(self) -> None:
         if self.decay not in DECAYS:
@@ -55,16 +68,26 @@ class ScheduleConfig:
 
 @dataclass
 class DistConfig:
-    global_batch: int = 8  # sequences per optimizer step, over all ranks (kept fixed across world sizes)
-    micro_batch: int = 8  # sequences per device per forward
+    global_batch: int = 8
+    """Sequences per optimizer step over all ranks (kept fixed across world sizes: accumulation adapts)."""
+    micro_batch: int = 8
+    """Sequences per device per forward pass (capped at global_batch / world size)."""
     zero_stage: int = 2
+    """DeepSpeed ZeRO stage: 0 (plain data parallel), 1, 2 or 3."""
     precision: str = "bf16"
-    offload_optimizer: bool = False  # ZeRO-Offload: optimizer states + step on the CPU (DeepSpeedCPUAdam)
-    backend: str = "auto"  # auto: nccl on CUDA, gloo on CPU
-    compile: bool = False  # torch.compile the model (DeepSpeed engine.compile; GPU or CPU)
+    """Training precision: bf16 (mixed, fp32 master weights) or fp32."""
+    offload_optimizer: bool = False
+    """ZeRO-Offload: optimizer states and step on the CPU (DeepSpeedCPUAdam)."""
+    backend: str = "auto"
+    """Process-group backend: auto (nccl on CUDA, gloo on CPU), nccl or gloo."""
+    compile: bool = False
+    """torch.compile the model (DeepSpeed engine.compile; GPU or CPU)."""
     seed: int = 1337
-    bucket_mb: int = 200  # ZeRO reduce/allgather bucket size (RWKV-LM: 2 on consumer GPUs, 200 on A100/H100)
-    timeout_minutes: float = 30.0  # collective timeout of the process group
+    """Seed of the model init (same on every rank) and of the per-rank random streams."""
+    bucket_mb: int = 200
+    """ZeRO reduce/allgather bucket size in MB (RWKV-LM: 2 on consumer GPUs, 200 on A100/H100)."""
+    timeout_minutes: float = 30.0
+    """Collective timeout of the process group, in minutes."""
 
     def __post_init__(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3):
@@ -80,9 +103,13 @@ class DistConfig:
 @dataclass
 class CheckpointConfig:
     every_steps: int | None = None
+    """Save a checkpoint every N optimizer steps; null: no step-based saves."""
     every_minutes: float | None = None
+    """Save a checkpoint when this many minutes passed since the last save; null: no timed saves."""
     keep_last: int = 2
+    """Complete checkpoints kept in the run dir (>= 2: the newest may be incomplete after a crash)."""
     save_final: bool = True
+    """Save a checkpoint after the last step."""
 
     def __post_init__(self) -> None:
         if self.keep_last < 2:
@@ -92,12 +119,19 @@ class CheckpointConfig:
 @dataclass
 class LogConfig:
     every_steps: int = 10
+    """Write a metrics.jsonl row every N steps (and at step 1, the last step and any skipped step)."""
     wandb: str = "disabled"
+    """Weights & Biases mode: disabled, offline or online."""
     wandb_project: str = "gf-train"
+    """Weights & Biases project (used when wandb is not disabled)."""
     wandb_run_name: str | None = None
+    """Weights & Biases run name; null: the run's run_name."""
     wandb_tags: list[str] = field(default_factory=list)
+    """Weights & Biases tags."""
     progress_bar: bool = True
-    peak_tflops: float | None = None  # per device; None: looked up from the device name
+    """A tqdm progress bar on rank 0's stderr."""
+    peak_tflops: float | None = None
+    """Peak TFLOP/s of one device at dist.precision, for MFU; null: looked up from the device name."""
 
     def __post_init__(self) -> None:
         if self.wandb not in WANDB_MODES:
@@ -108,5 +142,7 @@ class LogConfig:
 
 @dataclass
 class EvalConfig:
-    every_steps: int | None = None  # None: only at the end (if data.val is set)
+    every_steps: int | None = None
+    """Validate every N steps (when data.val is set); null: only after the last step."""
     max_batches: int = 20
+    """Micro-batches per rank in one validation pass."""

@@ -1,15 +1,12 @@
-"""Environment glue for mosaicml-streaming: the torchvision stand-in, rank env from Slurm, stale shm.
+"""Environment glue for mosaicml-streaming: the torchvision stand-in and stale shm.
 
-Owns three things that must happen before a `StreamingDataset` is built:
+Owns two things that must happen before a `StreamingDataset` is built (the third, the rank variables
+streaming reads, is written by `gf_train.distributed.info.ensure_dist_env`):
 
 * `ensure_torchvision()`: `import streaming` imports torchvision at import time (streaming.vision), and
   no torchvision wheel works next to CPU torch 2.13. When a real one can't be imported, a stand-in goes
   into `sys.modules` (only `VisionDataset` and a `to_tensor` that raises). Call it right before every
   `import streaming`.
-* `ensure_rank_env(rank, world_size)`: streaming reads RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE from
-  the environment (or torch.distributed). Under plain `srun` they are absent and every process would
-  believe it is rank 0 of 1. They are filled from SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID/
-  SLURM_NTASKS_PER_NODE (or SLURM_TASKS_PER_NODE) when missing, and checked against the caller's rank.
 * `clean_stale_shm()`: streaming's own `clean_stale_shared_memory()` unlinks *every* streaming segment
   on the node, including those of another live job, so it is unsafe when two jobs share a node. This
   version unlinks only segments of our uid that no process maps (checked in /proc/*/maps).
@@ -61,43 +58,6 @@ def ensure_torchvision() -> None:
         m.__spec__ = importlib.machinery.ModuleSpec(m.__name__, None)
     sys.modules.update({"torchvision": tv, "torchvision.datasets": ds, "torchvision.transforms": tr,
                         "torchvision.transforms.functional": fn})
-
-
-def _slurm_tasks_per_node(env: dict[str, str]) -> int | None:
-    raw = env.get("SLURM_NTASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE")
-    if not raw:
-        return None
-    m = re.match(r"^(\d+)", raw)  # "4" or "4(x2)" or "4(x2),3"
-    return int(m.group(1)) if m else None
-
-
-def ensure_rank_env(rank: int, world_size: int, env: dict[str, str] | None = None) -> None:
-    """Fill RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE (torchrun style) when absent; check them.
-
-    Sources, in order: torchrun's variables, then Slurm's (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID,
-    SLURM_NTASKS_PER_NODE), then the caller's rank/world (single node assumed). Raises ValueError when
-    the environment disagrees with the caller (e.g. a stale RANK exported in the shell).
-    """
-    env = os.environ if env is None else env
-    slurm = "SLURM_PROCID" in env and "SLURM_NTASKS" in env
-    if "RANK" not in env:
-        env["RANK"] = env["SLURM_PROCID"] if slurm else str(rank)
-    if "WORLD_SIZE" not in env:
-        env["WORLD_SIZE"] = env["SLURM_NTASKS"] if slurm else str(world_size)
-    if "LOCAL_RANK" not in env:
-        env["LOCAL_RANK"] = env.get("SLURM_LOCALID", str(rank)) if slurm else str(rank)
-    if "LOCAL_WORLD_SIZE" not in env:
-        per_node = _slurm_tasks_per_node(env) if slurm else None
-        env["LOCAL_WORLD_SIZE"] = str(per_node if per_node is not None else world_size)
-    if int(env["RANK"]) != rank or int(env["WORLD_SIZE"]) != world_size:
-        raise ValueError(
-            f"data loader built for rank {rank}/{world_size} but the environment says RANK={env['RANK']} "
-            f"WORLD_SIZE={env['WORLD_SIZE']} (mosaicml-streaming reads these). Unset stale RANK/WORLD_SIZE "
-            "exports, or launch with torchrun/srun so that they agree with the trainer's DistInfo.")
-    local_rank, local_world = int(env["LOCAL_RANK"]), int(env["LOCAL_WORLD_SIZE"])
-    if not 0 <= local_rank < local_world or world_size % local_world:
-        raise ValueError(f"inconsistent LOCAL_RANK={local_rank} LOCAL_WORLD_SIZE={local_world} for WORLD_SIZE="
-                         f"{world_size}; set LOCAL_WORLD_SIZE to the number of processes per node")
 
 
 def _mapped_shm_names() -> set[str]:

@@ -1,14 +1,13 @@
-"""`data_prep/inspect.py DIR` / `gf-train data inspect DIR`: print a dataset's manifest and decode samples.
+"""`inspect_dataset`: a tokenized dataset's manifest and its first samples decoded, as text.
 
-Owns `inspect_dataset` (returns the text it prints, for tests) and the `add_arguments`/`main` pair.
+Owns `inspect_dataset` (returns the text `data_prep/inspect.py DIR` / `gf-train data inspect DIR` print;
+their flags are `gf_train.cli.data`) and `read_samples`.
 Samples are read with mosaicml-streaming's `StreamingDataset` (the trainer's reader), unshuffled.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 from gf_train.data.manifest import read_manifest
@@ -40,19 +39,3 @@ def inspect_dataset(path: str | Path, split: str = "train", samples: int = 2, ch
             lines.append(f"--- {split} sample {i}: {len(ids)} tokens, {n_eos} EOS ---")
             lines.append(text[:chars] + (" [...]" if len(text) > chars else ""))
     return "\n".join(lines)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", help="dataset folder (output of data_prep/tokenize.py) or one of its splits")
-    p.add_argument("--split", default="train", help="split to decode samples from (default train)")
-    p.add_argument("--samples", type=int, default=2, help="samples to decode (default 2)")
-    p.add_argument("--chars", type=int, default=400, help="characters shown per sample (default 400)")
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        print(inspect_dataset(args.dir, args.split, args.samples, args.chars))
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0

@@ -20,10 +20,11 @@ Owns `build_loader` and `Loader`. Design (chosen for exact and elastic resume):
 * Validation: unshuffled natural order, one pass of floor(N / (micro_batch * W)) steps, `iter(max_batches)`.
 
 Environment: call `build_loader` on every rank (streaming's shm registration uses barriers when
-torch.distributed is initialised). RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE are filled from Slurm
-when absent (`compat.ensure_rank_env`), and stale shm of crashed runs is removed safely first
-(`compat.clean_stale_shm`, also with two jobs on one node). Zstd shards are decompressed next to
-the compressed ones on first read, so local dataset folders must be writable.
+torch.distributed is initialised). RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE, which streaming reads,
+are written by `gf_train.distributed.info.ensure_dist_env` (also under plain srun), and stale shm of
+crashed runs is removed safely first (`compat.clean_stale_shm`, also with two jobs on one node). Zstd
+shards are decompressed next to the compressed ones on first read, so local dataset folders must be
+writable.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ import numpy as np
 import torch
 
 from gf_train.config.data import DataConfig, StreamConfig
-from gf_train.data.compat import clean_stale_shm, ensure_rank_env, ensure_torchvision
+from gf_train.data.compat import clean_stale_shm, ensure_torchvision
 from gf_train.data.manifest import read_manifest
+from gf_train.distributed.info import ensure_dist_env
 
 STATE_VERSION = 1
 
@@ -118,7 +120,7 @@ class Loader:
         self.accum = self.rank_samples // micro_batch
         for s in streams_cfg:
             self._check_seq_len(s, seq_len)
-        ensure_rank_env(rank, world_size)
+        ensure_dist_env(rank, world_size)  # streaming reads RANK/WORLD_SIZE/LOCAL_* from the environment
         if cfg.clean_stale_shm:
             clean_stale_shm()
         ensure_torchvision()

@@ -1,8 +1,8 @@
-"""`tokenize_corpus`: raw text corpora -> MDS train/val datasets + manifest; and its command line.
+"""`tokenize_corpus`: raw text corpora -> MDS train/val datasets + manifest.
 
-Owns the `data_prep/tokenize.py` / `gf-train data tokenize` flags (`add_arguments`, `main`) and the
-run around the two passes of `gf_train.data.pack`: output checks, the temporary folder, the worker
-pool, the progress bar, the manifest and the final rename.
+Owns the run around the two passes of `gf_train.data.pack`: output checks, the temporary folder, the
+worker pool, the progress bar, the manifest and the final rename. Its command line
+(`data_prep/tokenize.py`, `gf-train data tokenize`) is `gf_train.cli.data`.
 
 Safety: everything is written to `<out>/../.<name>.tmp-<id>/` and renamed to `<out>` at the very end,
 so a crash leaves no finished-looking output (a rerun removes the stale temporary folder). A non-empty
@@ -12,16 +12,14 @@ on unchanged inputs (same paths, sizes, mtimes), which is a no-op that says so.
 Workers: `--workers N` runs both passes in N processes (forkserver, see `_preload`: started first and loads
 the tokenizer once for all workers); with N = 1 they run in this process. Pool workers keep the tokenizer
 to one thread (`TOKENIZERS_PARALLELISM=false`, `RAYON_NUM_THREADS=1`; pyrwkv-tokenizer and HF tokenizers
-both use rayon in `encode_batch`), so N workers use N cores; the command line (`main`) does the same for
-this process. Pass-2 shards compress with N zstd threads each (same bytes). Work units (2 MB
+both use rayon in `encode_batch`), so N workers use N cores; the command line does the same for
+this process (`limit_tokenizer_threads`). Pass-2 shards compress with N zstd threads each (same bytes). Work units (2 MB
 of jsonl by default: small enough to balance 2+ workers on small inputs), parts and shards depend only on
 the inputs, so the output is byte-identical for any N.
-Exit status: 0 done or no-op, 2 user error.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import json
@@ -104,6 +102,12 @@ class _Progress:
 
 
 _ONE_THREAD = {"TOKENIZERS_PARALLELISM": "false", "RAYON_NUM_THREADS": "1"}
+
+
+def limit_tokenizer_threads() -> None:
+    """One tokenizer thread in this process (unless the user set the variables): `workers=1` tokenizes here."""
+    for k, v in _ONE_THREAD.items():
+        os.environ.setdefault(k, v)
 
 
 def _init_worker(spec: str, eos: int | str | None) -> None:
@@ -303,37 +307,3 @@ def summary(m: dict[str, Any]) -> str:
     lines.append(f"  skipped records: {m['skipped_records']:,}; empty documents: {m['empty_docs']:,}")
     lines += [f"    {e}" for e in m.get("skipped_examples", [])[:5]]
     return "\n".join(lines)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", action="append", required=True, metavar="PATH",
-                   help="file, folder or glob of .jsonl/.jsonl.gz/.jsonl.zst/.txt/.parquet, or a datasets.save_to_disk"
-                        " folder (repeatable)")
-    p.add_argument("--out", required=True, help="output folder (gets manifest.json, train/, val/)")
-    p.add_argument("--tokenizer", default="rwkv_world", help="rwkv_world, a tokenizer.json, or a HF tokenizer folder")
-    p.add_argument("--seq-len", type=int, required=True, help="tokens per training sample (stored: seq_len + 1)")
-    p.add_argument("--text-field", default="text", help="JSON field / column holding the text (default: text)")
-    val = p.add_mutually_exclusive_group()
-    val.add_argument("--val-fraction", type=float, default=0.0, help="fraction of documents for validation")
-    val.add_argument("--val-docs", type=int, default=None, help="exact number of documents for validation")
-    p.add_argument("--eos", default=None, help="document separator token (string or id); default per tokenizer")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--skip-bad-records", action="store_true", help="count and skip malformed records, don't fail")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def main(args: argparse.Namespace) -> int:
-    for k, v in _ONE_THREAD.items():  # --workers 1 tokenizes here: one core, like each pool worker
-        os.environ.setdefault(k, v)
-    try:
-        m = tokenize_corpus(args.input, args.out, args.tokenizer, args.seq_len, text_field=args.text_field,
-                            val_fraction=args.val_fraction, val_docs=args.val_docs, workers=args.workers,
-                            overwrite=args.overwrite, skip_bad_records=args.skip_bad_records, eos=args.eos,
-                            progress=not args.no_progress)
-    except DataPrepError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if m["status"] == "written":
-        print(f"wrote {args.out}\n{summary(m)}")
-    return 0

@@ -6,7 +6,7 @@ Public API (each module imports torch / transformers lazily where it can):
 * `convert.convert_reference(source, pth, out)`: GoldFinch-paper / RWKV-LM weights -> export folder.
 * `hf_dir.write_export(inputs, out)`: the folder writer both use (atomic; safetensors only).
 * `load.load_model(dir_or_checkpoint)`, `eval.evaluate(model, data)`, `plot.plot_metrics(run_dir)`,
-  `generate_cli.generate_text(model, tokenizer, prompt)`.
+  `gf_train.cli.generate.generate_text(model, tokenizer, prompt)`.
 
-CLI modules (`cli`, `convert_cli`, `generate_cli`, `eval_cli`, `plot_cli`) are routed by `gf_train.cli`.
+Their command lines (`gf-train export|convert|eval|generate|plot`) are `gf_train.cli`.
 """

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gf_train.config import RunConfig, derive, dump, to_dict
+from gf_train.config import RunConfig, derive, dump, to_dict, warn_ineffective_settings
 from gf_train.distributed.engine import (
     all_reduce_sum,
     build_engine,
@@ -129,6 +129,8 @@ def train(cfg: RunConfig, run_dir: Path, *, stop_at_step: int | None = None, res
     """Train (or resume) a run in `run_dir`; returns the process exit code (see `signals`)."""
     info = read_dist_info()
     derived = derive(cfg, info.world_size)
+    if info.is_main:  # once per run, before any work: settings that would silently do nothing
+        warn_ineffective_settings(cfg, info.world_size)
     check_wandb(cfg.log.wandb)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from conftest import corpus_docs, write_jsonl
 
 from gf_train.config.data import DataConfig, StreamConfig
 from gf_train.data import build_loader, check_vocab, read_manifest
-from gf_train.data.compat import clean_stale_shm, ensure_rank_env
+from gf_train.data.compat import clean_stale_shm
 from gf_train.data.tokenize import tokenize_corpus
 from gf_train.distributed.info import free_port, launch_free_env
 
@@ -118,12 +118,7 @@ def test_checks(dataset: Path, bpe_json: Path, tmp_path: Path, rank0_env: None) 
         loader.load_state_dict(bad)
 
 
-def test_rank_env_from_slurm_and_stale_shm(tmp_path: Path) -> None:
-    env = {"SLURM_PROCID": "3", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1", "SLURM_NTASKS_PER_NODE": "2(x2)"}
-    ensure_rank_env(3, 4, env)
-    assert (env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"], env["LOCAL_WORLD_SIZE"]) == ("3", "4", "1", "2")
-    with pytest.raises(ValueError, match="RANK=3"):
-        ensure_rank_env(0, 4, dict(env))
+def test_stale_shm_is_removed_live_shm_kept(tmp_path: Path) -> None:
     from multiprocessing import shared_memory
 
     live = shared_memory.SharedMemory(name="999998_locals", create=True, size=8)  # mapped by us: kept

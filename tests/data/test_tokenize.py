@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import subprocess
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import expected_stream, is_val, read_split, write_jsonl
 
+from gf_train.cli.data import tokenize_script
 from gf_train.data import tokenize as tk
 from gf_train.data.readers import DataPrepError
 from gf_train.data.tokenizers import load_tokenizer
@@ -21,9 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser()
-    tk.add_arguments(p)
-    return tk.main(p.parse_args(argv + ["--no-progress"]))
+    return tokenize_script(argv + ["--no-progress"])
 
 
 def check_roundtrip(out: Path, tok, docs: list[str], val_fraction: float) -> None:

@@ -24,8 +24,8 @@ def _load(name: str, path: Path):
 
 def main() -> int:
     fakes = _load("train_fakes", REPO / "tests" / "train" / "fakes.py")
+    from gf_train.cli.train import add_arguments
     from gf_train.config import load
-    from gf_train.train.cli import add_arguments
     from gf_train.train.loop import train
 
     p = argparse.ArgumentParser()

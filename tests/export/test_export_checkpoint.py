@@ -86,9 +86,12 @@ def test_bad_inputs_leave_nothing(run_dir: Path, tmp_path: Path, capsys: pytest.
     assert cli(["export", "--checkpoint", str(broken.parents[1]), "--out", str(out)]) == 1
     assert "no complete checkpoint" in capsys.readouterr().err
     _nothing_left(out)
-    # unknown dtype
-    assert cli(["export", "--checkpoint", str(run_dir), "--out", str(out), "--dtype", "int4"]) == 1
-    assert "unknown dtype 'int4'" in capsys.readouterr().err
+    # unknown dtype: refused by the command line (the writer's own check stays for library callers)
+    with pytest.raises(SystemExit) as e:
+        cli(["export", "--checkpoint", str(run_dir), "--out", str(out), "--dtype", "int4"])
+    assert e.value.code == 2 and "invalid choice: 'int4'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown dtype 'int4'"):
+        export_checkpoint(run_dir, out, dtype="int4")
     _nothing_left(out)
     # non-empty output without --overwrite: untouched; with --overwrite: replaced
     out.mkdir()

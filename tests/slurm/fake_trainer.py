@@ -1,10 +1,11 @@
 """A stand-in for `gf-train train` that honours the same launch contract, for the Slurm mechanics tests.
 
 Owner: the Slurm launch tests. Run by slurm/pretrain.sh through `GF_TRAIN_CMD="python .../fake_trainer.py"`,
-so it receives `--config RECIPE --run-dir DIR [key=value ...]` and the torch.distributed variables that
-slurm/task.sh maps from Slurm. The contract it shares with the real trainer:
+so it receives `--config RECIPE --run-dir DIR [key=value ...]` and Slurm's step variables. The contract it
+shares with the real trainer:
 
-- joins a gloo process group from RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT (the rendezvous);
+- maps Slurm's variables with `gf_train.distributed.info.read_dist_info` (as the trainer does) and joins a
+  gloo process group from RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT (the rendezvous);
 - resumes from the newest complete checkpoint (`step_XXXXXXXX/COMPLETE`) in the run dir;
 - on SIGUSR1/SIGTERM sets a flag; at the next step boundary the ranks agree (all-reduce MAX), write a
   checkpoint and exit 75 ("requeue me");
@@ -29,7 +30,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-EXIT_REQUEUE = 75
+from gf_train.distributed.info import read_dist_info
+from gf_train.train.signals import EXIT_REQUEUE
+
 _stop = {"sig": 0}
 
 
@@ -67,6 +70,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGUSR1, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    read_dist_info()  # Slurm step variables -> RANK, WORLD_SIZE, ... (the trainer's one writer)
     dist.init_process_group("gloo", timeout=__import__("datetime").timedelta(seconds=120))
     rank, world = dist.get_rank(), dist.get_world_size()
     run_dir = Path(args.run_dir)

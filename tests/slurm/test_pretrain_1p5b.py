@@ -24,8 +24,6 @@ from _slurm_testing import CPU_FLAGS, REPO, Job, Slurm, checkpoints, losses, wai
 pytestmark = [pytest.mark.slurm, pytest.mark.dist, pytest.mark.slow]
 SCRIPT = REPO / "slurm" / "pretrain_1p5b.sh"
 STEPS = 10
-if not (REPO / "gf_train" / "train" / "cli.py").exists():
-    pytest.skip("the trainer (gf_train/train/cli.py) is not there yet", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")

@@ -105,8 +105,8 @@ def flops_fn(model_cfg: Any) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gf_train.cli.train import add_arguments
     from gf_train.config import load
-    from gf_train.train.cli import add_arguments
     from gf_train.train.loop import train
 
     p = argparse.ArgumentParser()

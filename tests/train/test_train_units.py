@@ -1,4 +1,4 @@
-"""Pure parts of the trainer: DistInfo, checkpoint layout/retention/RNG, config checks, metrics, signals."""
+"""Pure parts of the trainer: checkpoint layout/retention/RNG, config checks, metrics, signals."""
 
 from __future__ import annotations
 
@@ -14,47 +14,9 @@ import torch
 
 from gf_train.config import RunConfig
 from gf_train.config.model import ModelConfig
-from gf_train.distributed.info import parse_tasks_per_node, read_dist_info
 from gf_train.train import checkpoint as ck
 from gf_train.train.metrics import MetricsSink, mfu, peak_tflops
-from gf_train.train.signals import EXIT_REQUEUE, PreemptionFlag
-
-
-def test_dist_info_torchrun_env() -> None:
-    env = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "h",
-           "MASTER_PORT": "1234"}
-    i = read_dist_info(env)
-    assert (i.rank, i.world_size, i.local_rank, i.local_world_size, i.launcher) == (3, 8, 1, 2, "torchrun")
-    assert i.node_rank == 1
-
-
-def test_dist_info_deepspeed_launcher_env() -> None:
-    # deepspeed.launcher.launch sets RANK/LOCAL_RANK/WORLD_SIZE and LOCAL_SIZE (not LOCAL_WORLD_SIZE)
-    env = {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_SIZE": "4", "CROSS_RANK": "1",
-           "CROSS_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "29500"}
-    i = read_dist_info(env)
-    assert (i.rank, i.world_size, i.local_rank, i.local_world_size, i.node_rank) == (5, 8, 1, 4, 1)
-    assert env["LOCAL_WORLD_SIZE"] == "4"
-
-
-def test_dist_info_slurm_env_is_mapped() -> None:
-    env = {"SLURM_PROCID": "5", "SLURM_STEP_NUM_TASKS": "8", "SLURM_LOCALID": "1", "SLURM_NODEID": "1",
-           "SLURM_STEP_TASKS_PER_NODE": "4(x2)", "SLURM_JOB_NODELIST": "gpu07", "SLURM_JOB_ID": "4242",
-           "SLURM_NTASKS": "8"}
-    i = read_dist_info(env)
-    assert (i.rank, i.world_size, i.local_rank, i.local_world_size, i.launcher) == (5, 8, 1, 4, "slurm")
-    assert i.master_addr == "gpu07" and i.master_port == 10000 + 4242
-    assert env["RANK"] == "5" and env["WORLD_SIZE"] == "8" and env["LOCAL_WORLD_SIZE"] == "4"
-
-
-def test_dist_info_single_and_batch_script() -> None:
-    # An sbatch script without srun has SLURM_PROCID but no step variables: a single process.
-    env = {"SLURM_PROCID": "0", "SLURM_NTASKS": "4"}
-    i = read_dist_info(env)
-    assert (i.rank, i.world_size, i.launcher) == (0, 1, "single") and int(env["MASTER_PORT"]) > 0
-    assert parse_tasks_per_node("4(x2),3", 2) == 3
-    with pytest.raises(ValueError, match="inconsistent"):
-        read_dist_info({"RANK": "2", "WORLD_SIZE": "2"})
+from gf_train.train.signals import PreemptionFlag
 
 
 def _fake_ckpt(root: Path, step: int, complete: bool = True) -> Path:
@@ -118,7 +80,6 @@ def test_preemption_flag_only_sets_a_flag() -> None:
         assert flag.is_set and flag.describe() == "SIGUSR1"
     finally:
         flag.uninstall()
-    assert EXIT_REQUEUE == 75
 
 
 def test_missing_wandb_is_a_clear_error_before_anything_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -140,3 +101,23 @@ def test_missing_wandb_is_a_clear_error_before_anything_starts(tmp_path: Path, m
     from gf_train.train.wandb_sink import check_available
 
     check_available("disabled")  # never looks for the package
+
+
+def test_trainer_warns_once_about_ineffective_settings_before_any_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    from gf_train.train.loop import train
+
+    real = importlib.util.find_spec
+    # A missing wandb stops train() at its first check: anything printed before is printed before any work.
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    cfg = RunConfig()
+    cfg.schedule.max_steps, cfg.schedule.warmup_steps, cfg.checkpoint.every_steps = 4, 4, 5
+    cfg.log.wandb = "offline"
+    with pytest.raises(ValueError, match="needs the wandb package"):
+        train(cfg, tmp_path / "run")
+    err = capsys.readouterr().err
+    assert err.count("gf-train: warning:") == 2, err
+    assert "schedule.warmup_steps=4 >= the run's 4 steps" in err and "checkpoint.every_steps=5 is past the end" in err
+    assert not (tmp_path / "run").exists()

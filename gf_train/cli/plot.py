@@ -1,6 +1,6 @@
 """`gf-train plot RUN_DIR [--out PNG]`: loss, lr, tokens/s and MFU against step from metrics.jsonl.
 
-Owner: `gf_train.export` (argument parsing only; the work is `gf_train.export.plot.plot_metrics`).
+Owner: `gf_train.cli` (argument parsing only; the work is `gf_train.export.plot.plot_metrics`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`gf-train generate --model DIR --prompt TEXT`: sample a continuation with the compressed-cache decoder.
 
-Owner: `gf_train.export`. Prints the prompt + continuation on stdout; on stderr, the pre-fill and decode
+Owner: `gf_train.cli`. Prints the prompt + continuation on stdout; on stderr, the pre-fill and decode
 speeds (tokens/s) and the inference cache size in bytes next to what a Llama of the same width and depth
 would keep for the same tokens (2 * n_layer * n_embd numbers per token, spec §10.4).
 """
@@ -12,8 +12,6 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Any
-
-import torch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +47,8 @@ def generate_text(model: Any, tok: Any, prompt: str, max_new_tokens: int = 64, t
                   top_k: int | None = None, top_p: float | None = None, seed: int | None = None
                   ) -> GenerationResult:
     """Pre-fill then decode token by token (timed separately); stops at the tokenizer's EOS."""
+    import torch
+
     from gf_train.model.generate import sample_next
 
     ids = tok.encode(prompt)

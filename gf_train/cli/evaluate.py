@@ -1,6 +1,6 @@
 """`gf-train eval --model DIR|CHECKPOINT --data MDS_DIR`: loss, perplexity and bits per byte.
 
-Owner: `gf_train.export` (argument parsing only; the work is `gf_train.export.eval.evaluate`).
+Owner: `gf_train.cli` (argument parsing only; the work is `gf_train.export.eval.evaluate`).
 """
 
 from __future__ import annotations

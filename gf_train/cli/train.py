@@ -1,14 +1,14 @@
 """`gf-train train`: flags and the entry point; the work is `gf_train.train.loop.train`.
 
-Owner: `gf_train.train`. Usage:
+Owner: `gf_train.cli`. Usage:
 
     gf-train train --config recipes/R.yaml [--config more.yaml] [--run-dir DIR] [--stop-at-step N]
                    [--resume-from STEP_DIR|RUN_DIR] [--init-from WEIGHTS|STEP_DIR] [key=value ...]
 
 Run the same command under torchrun, srun (one task per device), the deepspeed launcher, or as a single
-process. With the deepspeed launcher pass `--no_local_rank` (`deepspeed --num_gpus N --no_local_rank
-.venv/bin/gf-train train ...`): otherwise it puts `--local_rank=N` before `train`, which the top-level
-`gf-train` parser rejects (scripts that use `add_arguments` directly accept and ignore it).
+process. Under the deepspeed launcher (`deepspeed --num_gpus N .venv/bin/gf-train train ...`) the
+`--local_rank=N` it adds is dropped: LOCAL_RANK in the environment says the same (scripts that use
+`add_arguments` directly accept and ignore it).
 Rerunning it resumes from the newest complete checkpoint in the run dir. Exit codes: 0 done, 1 user error,
 3 too many non-finite steps, 75 preempted (checkpoint written; requeue). See `signals`.
 """
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from gf_train.cli.overrides import add_overrides_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # The deepspeed launcher passes --local_rank=N to the script (unless --no_local_rank); LOCAL_RANK in the
     # environment carries the same value, so the flag is accepted and ignored.
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. schedule.max_steps=100")
+    add_overrides_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:

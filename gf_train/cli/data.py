@@ -1,0 +1,80 @@
+"""`gf-train data tokenize|inspect` and `data_prep/tokenize.py` / `data_prep/inspect.py`: their flags and mains.
+
+Owner: `gf_train.cli`. The work is `gf_train.data.tokenize.tokenize_corpus` and
+`gf_train.data.inspect.inspect_dataset`. Exit status of both: 0 done (tokenize: or a no-op), 2 user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_tokenize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", action="append", required=True, metavar="PATH",
+                   help="file, folder or glob of .jsonl/.jsonl.gz/.jsonl.zst/.txt/.parquet, or a datasets.save_to_disk"
+                        " folder (repeatable)")
+    p.add_argument("--out", required=True, help="output folder (gets manifest.json, train/, val/)")
+    p.add_argument("--tokenizer", default="rwkv_world", help="rwkv_world, a tokenizer.json, or a HF tokenizer folder")
+    p.add_argument("--seq-len", type=int, required=True, help="tokens per training sample (stored: seq_len + 1)")
+    p.add_argument("--text-field", default="text", help="JSON field / column holding the text (default: text)")
+    val = p.add_mutually_exclusive_group()
+    val.add_argument("--val-fraction", type=float, default=0.0, help="fraction of documents for validation")
+    val.add_argument("--val-docs", type=int, default=None, help="exact number of documents for validation")
+    p.add_argument("--eos", default=None, help="document separator token (string or id); default per tokenizer")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--skip-bad-records", action="store_true", help="count and skip malformed records, don't fail")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def tokenize_main(args: argparse.Namespace) -> int:
+    from gf_train.data.readers import DataPrepError
+    from gf_train.data.tokenize import limit_tokenizer_threads, summary, tokenize_corpus
+
+    limit_tokenizer_threads()  # --workers 1 tokenizes here: one core, like each pool worker
+    try:
+        m = tokenize_corpus(args.input, args.out, args.tokenizer, args.seq_len, text_field=args.text_field,
+                            val_fraction=args.val_fraction, val_docs=args.val_docs, workers=args.workers,
+                            overwrite=args.overwrite, skip_bad_records=args.skip_bad_records, eos=args.eos,
+                            progress=not args.no_progress)
+    except DataPrepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if m["status"] == "written":
+        print(f"wrote {args.out}\n{summary(m)}")
+    return 0
+
+
+def add_inspect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", help="dataset folder (output of data_prep/tokenize.py) or one of its splits")
+    p.add_argument("--split", default="train", help="split to decode samples from (default train)")
+    p.add_argument("--samples", type=int, default=2, help="samples to decode (default 2)")
+    p.add_argument("--chars", type=int, default=400, help="characters shown per sample (default 400)")
+
+
+def inspect_main(args: argparse.Namespace) -> int:
+    from gf_train.data.inspect import inspect_dataset
+
+    try:
+        print(inspect_dataset(args.dir, args.split, args.samples, args.chars))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def tokenize_script(argv: list[str] | None = None) -> int:
+    """`python data_prep/tokenize.py ...`: the same flags as `gf-train data tokenize`."""
+    p = argparse.ArgumentParser(prog="data_prep/tokenize.py",
+                                description="raw text corpora -> MDS train/val datasets + manifest")
+    add_tokenize_arguments(p)
+    return tokenize_main(p.parse_args(argv))
+
+
+def inspect_script(argv: list[str] | None = None) -> int:
+    """`python data_prep/inspect.py DIR ...`: the same flags as `gf-train data inspect`."""
+    p = argparse.ArgumentParser(prog="data_prep/inspect.py",
+                                description="print a tokenized dataset's manifest and decode samples")
+    add_inspect_arguments(p)
+    return inspect_main(p.parse_args(argv))
