@@ -15,7 +15,7 @@ then hits both alike (running all trainer steps and then all bare steps swung th
 Reports the median step time of each (the first `--warmup` steps of each dropped), their ratio (the
 overhead, target <= 20%), the median and range of the per-block ratios (trainer block i vs the bare block
 after it: how much the figure moved during the run), tokens/s and MFU (if the device's peak is known or
-`log.peak_tflops` is set). Prints one JSON line at the end.
+`log.peak_tflops` is set), and every step time of both loops. Prints one JSON line at the end.
 """
 
 from __future__ import annotations
@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         ratios = _block_ratios(trainer, bare.times, a.block, a.warmup)
         out.update(bare_step_s=t_bare, overhead=t_trainer / t_bare - 1.0, blocks=len(ratios),
                    block_overhead_median=statistics.median(ratios) - 1.0,
-                   block_overhead_range=[min(ratios) - 1.0, max(ratios) - 1.0])
+                   block_overhead_range=[min(ratios) - 1.0, max(ratios) - 1.0],
+                   trainer_steps_s=[round(t, 4) for t in trainer], bare_steps_s=[round(t, 4) for t in bare.times])
     print(json.dumps(out))
     return 0
 
