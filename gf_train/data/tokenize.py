@@ -1,8 +1,9 @@
 """`tokenize_corpus`: raw text corpora -> MDS train/val datasets + manifest.
 
 Owns the run around the two passes of `gf_train.data.pack`: output checks, the temporary folder, the
-worker pool, the progress bar, the manifest and the final rename. Its command line
-(`data_prep/tokenize.py`, `gf-train data tokenize`) is `gf_train.cli.data`.
+worker pool, the scheduler (`_Scheduler`: runs the jobs that the planner `gf_train.data.plan` decides, in
+the pool or in this process, and feeds their results back to it), the progress bar, the manifest and the
+final rename. Its command line (`data_prep/tokenize.py`, `gf-train data tokenize`) is `gf_train.cli.data`.
 
 Safety: everything is written to `<out>/../.<name>.tmp-<id>/` and renamed to `<out>` at the very end,
 so a crash leaves no finished-looking output (a rerun removes the stale temporary folder). A non-empty
@@ -21,7 +22,6 @@ the inputs, so the output is byte-identical for any N.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import multiprocessing as mp
 import os
@@ -29,14 +29,14 @@ import shutil
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gf_train.data import pack
+from gf_train.data import pack, plan
 from gf_train.data.jobs import Jobs, WorkerDied
 from gf_train.data.manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, write_manifest
-from gf_train.data.readers import DataPrepError, InputFile, discover_inputs, plan_units
-from gf_train.data.tokenizers import token_dtype
+from gf_train.data.readers import DataPrepError, InputFile, Unit, discover_inputs, plan_units
 
 
 def _version() -> str:
@@ -135,12 +135,7 @@ def _start_forkserver(spec: str, eos: int | str | None) -> None:
             os.environ[pack.PRELOAD_ENV] = old
 
 
-def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len: int, *, text_field: str = "text",
-                    val_fraction: float = 0.0, val_docs: int | None = None, workers: int = 1,
-                    overwrite: bool = False, skip_bad_records: bool = False, eos: int | str | None = None,
-                    progress: bool = True, part_samples: int | None = None, shard_bytes: int = 1 << 26,
-                    chunk_bytes: int = 2 << 20, log: Any = print) -> dict[str, Any]:
-    """Tokenize `inputs` into `out` (see module docstring). Returns the manifest (`status`: written | noop)."""
+def _check_arguments(seq_len: int, val_fraction: float, val_docs: int | None, workers: int) -> None:
     if seq_len < 1:
         raise DataPrepError(f"--seq-len must be >= 1, got {seq_len}")
     if not 0.0 <= val_fraction < 1.0:
@@ -149,6 +144,114 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
         raise DataPrepError("--val-docs must be >= 1 and cannot be combined with --val-fraction")
     if workers < 1:
         raise DataPrepError(f"--workers must be >= 1, got {workers}")
+
+
+@dataclass
+class _Passes:
+    """What the scheduler collected: per-unit stats, per-file hashes, per-split totals, shard index entries."""
+
+    stats: list[pack.UnitStats]
+    hashes: list[str]
+    splits: dict[str, dict[str, Any]]
+    entries: dict[plan.ShardJob, list[dict]]
+
+
+class _Scheduler:
+    """Runs the planner's jobs on `jobs` (the pool, or this process) and feeds their results back to the
+    planner, which answers with the pass-2 shards that became writable, until every job is done."""
+
+    def __init__(self, jobs: Jobs, lay: plan.Layout, files: list[InputFile], units: list[Unit], work: Path,
+                 unit_args: tuple, workers: int, bar: _Progress) -> None:
+        self.jobs, self.lay, self.files, self.units, self.work = jobs, lay, files, units, work
+        self.unit_args = unit_args  # tokenize_unit's arguments after (unit, index, work_dir)
+        self.workers, self.bar = workers, bar
+        self.planner = plan.ShardPlanner(lay, len(units))
+
+    def run(self, val_docs: int | None) -> _Passes:
+        hashes: list[str | None] = [None] * len(self.files)
+        entries: dict[plan.ShardJob, list[dict]] = {}
+        for job in plan.pass1_jobs(len(self.files), len(self.units)):
+            self._queue(job)
+        while len(self.jobs):
+            try:
+                job, res = self.jobs.next()
+            except WorkerDied as e:
+                raise DataPrepError(str(e)) from e
+            if isinstance(job, plan.HashJob):
+                hashes[job.file] = res
+            elif isinstance(job, plan.ShardJob):
+                entries[job] = res
+            else:
+                for shard in self._unit_done(job, res, val_docs):
+                    self._queue(shard)
+        return _Passes(self.planner.stats, hashes, self.planner.splits, entries)  # type: ignore[arg-type]
+
+    def _unit_done(self, job: plan.UnitJob, stats: pack.UnitStats, val_docs: int | None) -> list[plan.ShardJob]:
+        self.bar.update(stats)
+        ready = self.planner.unit_done(job.unit, stats)
+        if self.planner.pass1_done:  # the splits' totals, then every shard not yet planned
+            self.bar.close()
+            if self.lay.val_cut is None:
+                try:
+                    per_unit = pack.assign_splits(str(self.work), len(self.units), val_docs or 0)
+                except ValueError as e:
+                    raise DataPrepError(str(e)) from e
+            else:
+                per_unit = self.planner.pass1_splits()
+            ready += self.planner.finish(per_unit)
+        return ready
+
+    def _queue(self, job: plan.HashJob | plan.UnitJob | plan.ShardJob) -> None:
+        work, lay = str(self.work), self.lay
+        if isinstance(job, plan.HashJob):
+            self.jobs.add(job, _hash_file, (self.files[job.file].path,))
+        elif isinstance(job, plan.UnitJob):
+            self.jobs.add(job, pack.tokenize_unit, (self.units[job.unit], job.unit, work, *self.unit_args))
+        else:
+            # zstd with `workers` threads: same bytes; no CPU lost when all workers compress (measured), and a
+            # shard that runs last, or beside the end of pass 1, finishes sooner
+            self.jobs.add(job, pack.write_shards,
+                          (work, job.split, job.part, job.shard, job.s0, job.s1, lay.sample_tokens, lay.dtype,
+                           self.planner.span(job), lay.shard_bytes, self.workers), urgent=job.urgent)
+
+
+def _manifest(fp: str, tok_info: dict[str, Any], lay: plan.Layout, text_field: str, val_fraction: float,
+              val_docs: int | None, files: list[InputFile], units: list[Unit], passes: _Passes) -> dict[str, Any]:
+    per_file: dict[str, int] = {}
+    for u, s in zip(units, passes.stats):
+        per_file[u.path] = per_file.get(u.path, 0) + s.skipped
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "tool": "gf_train.data.tokenize",
+        "tool_version": _version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "fingerprint": fp,
+        "tokenizer": tok_info, "seq_len": lay.seq_len, "sample_tokens": lay.sample_tokens, "dtype": lay.dtype,
+        "text_field": text_field, "val_fraction": val_fraction, "val_docs": val_docs,
+        "val_assignment": "xxh3_64(document UTF-8) below val_fraction * 2^64, or the val_docs smallest",
+        "splits": passes.splits, "empty_docs": sum(s.empty_docs for s in passes.stats),
+        "skipped_records": sum(s.skipped for s in passes.stats),
+        "skipped_examples": [e for s in passes.stats for e in s.skipped_examples][:20],
+        "inputs": [{"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "xxh3_128": h,
+                    "skipped_records": per_file.get(f.path, 0)} for f, h in zip(files, passes.hashes)],
+    }
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Rename the finished `work` folder to `out`, replacing an old `out` (moved aside first, then removed)."""
+    if out.exists():
+        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        out.rename(trash)
+        work.rename(out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        work.rename(out)
+
+
+def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len: int, *, text_field: str = "text",
+                    val_fraction: float = 0.0, val_docs: int | None = None, workers: int = 1,
+                    overwrite: bool = False, skip_bad_records: bool = False, eos: int | str | None = None,
+                    progress: bool = True, part_samples: int | None = None, shard_bytes: int = 1 << 26,
+                    chunk_bytes: int = 2 << 20, log: Any = print) -> dict[str, Any]:
+    """Tokenize `inputs` into `out` (see module docstring). Returns the manifest (`status`: written | noop)."""
+    _check_arguments(seq_len, val_fraction, val_docs, workers)
     if workers > 1:
         _start_forkserver(tokenizer, eos)  # its start and its tokenizer load overlap with this process's
     try:
@@ -157,9 +260,10 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
         raise DataPrepError(str(e)) from e
     files = discover_inputs(inputs)
     out = Path(out).expanduser().resolve()
-    dtype, sample_tokens = token_dtype(tok.vocab_size), seq_len + 1
+    lay = plan.layout(seq_len, tok.vocab_size, val_fraction=val_fraction, val_docs=val_docs,
+                      part_samples=part_samples, shard_bytes=shard_bytes)
     settings = {"seq_len": seq_len, "text_field": text_field, "val_fraction": val_fraction, "val_docs": val_docs,
-                "skip_bad_records": skip_bad_records, "dtype": dtype}
+                "skip_bad_records": skip_bad_records, "dtype": lay.dtype}
     fp = _fingerprint(files, tok.info(), settings)
     if _check_output(out, fp, overwrite):
         log(f"{out} already holds this dataset (same inputs and arguments): nothing to do")
@@ -175,117 +279,17 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
     pool = None
     try:
         units = plan_units(files, chunk_bytes)
-        assert units, "discover_inputs refuses empty inputs"
         if workers > 1:
             pool = mp.get_context("forkserver").Pool(workers, initializer=_init_worker, initargs=(tok.spec, eos))
-        with_val = bool(val_fraction or val_docs)
-        cut = None if val_docs else pack.val_cut(val_fraction)  # None: splits decided after pass 1
-        per = part_samples or max(1, (256 << 20) // (sample_tokens * (2 if dtype == "uint16" else 4)))
-        per_shard = pack.shard_samples(sample_tokens, dtype, shard_bytes)  # None: MDSWriter writes whole parts
-        jobs = Jobs(pool, workers)
-        for i, f in enumerate(files):
-            jobs.add(("hash", i), _hash_file, (f.path,))
-        for i, u in enumerate(units):
-            jobs.add(("unit", i), pack.tokenize_unit,
-                     (u, i, str(work), tok.spec, eos, dtype, text_field, skip_bad_records, cut))
         bar = _Progress(sum(u.nbytes for u in units), progress)
-        stats: list[pack.UnitStats | None] = [None] * len(units)
-        hashes: list[str | None] = [None] * len(files)
-        done_units = 0  # units 0 .. done_units-1 are finished: their split streams are known
-        cum: dict[str, list[int]] = {sp: [0] for sp in pack.SPLITS}  # per split, each done unit's start, then the end
-        planned = dict.fromkeys(pack.SPLITS, 0)  # samples already given to pass-2 jobs, per split
-        entries: dict[tuple[str, int, int], list[dict]] = {}  # (split, part, shard) -> index entries
-        splits: dict[str, dict[str, Any]] = {}
-
-        def add_shard(split: str, s0: int, s1: int, urgent: bool) -> None:
-            """Queue pass 2 for samples [s0, s1) of `split` (a shard, or a whole part through MDSWriter)."""
-            part, k = (s0 // per, (s0 % per) // per_shard) if per_shard is not None else (s0 // per, None)
-            span = pack.span_of(cum[split], s0 * sample_tokens, s1 * sample_tokens)
-            # zstd with `workers` threads: same bytes; no CPU lost when all workers compress (measured), and a
-            # shard that runs last, or beside the end of pass 1, finishes sooner
-            jobs.add(("shard", split, part, k), pack.write_shards,
-                     (str(work), split, part, k, s0, s1, sample_tokens, dtype, span, shard_bytes, workers),
-                     urgent=urgent)
-
-        while len(jobs):
-            try:
-                tag, res = jobs.next()
-            except WorkerDied as e:
-                raise DataPrepError(str(e)) from e
-            if tag[0] == "hash":
-                hashes[tag[1]] = res
-                continue
-            if tag[0] == "shard":
-                entries[tag[1:]] = res
-                continue
-            stats[tag[1]] = res
-            bar.update(res)
-            while done_units < len(units) and stats[done_units] is not None:
-                for sp in pack.SPLITS:
-                    cum[sp].append(cum[sp][-1] + (stats[done_units].splits[sp][1] if cut is not None else 0))
-                done_units += 1
-            if cut is not None and per_shard is not None:  # pass 2 for every full shard inside the known prefix
-                for sp in pack.SPLITS if with_val else ("train",):
-                    ready = cum[sp][-1] // sample_tokens
-                    while (b := min((a := planned[sp]) + per_shard, (a // per + 1) * per)) <= ready:
-                        add_shard(sp, a, b, urgent=True)
-                        planned[sp] = b
-            if done_units < len(units) or splits:
-                continue
-            # pass 1 is done: the splits' totals, then every shard not yet planned
-            bar.close()
-            if cut is None:
-                try:
-                    per_unit = pack.assign_splits(str(work), len(units), val_docs or 0)
-                except ValueError as e:
-                    raise DataPrepError(str(e)) from e
-            else:
-                per_unit = [s.splits for s in stats]  # type: ignore[union-attr]
-            for sp in pack.SPLITS if with_val else ("train",):
-                docs, tokens, nb = (sum(u[sp][k] for u in per_unit) for k in range(3))
-                cum[sp] = [0, *itertools.accumulate(u[sp][1] for u in per_unit)]  # (val_docs: known only now)
-                n = tokens // sample_tokens
-                if n == 0:
-                    raise DataPrepError(f"the {sp} split has {tokens} tokens, fewer than one sample of "
-                                        f"seq_len+1 = {sample_tokens}; add data, lower --seq-len"
-                                        + (" or raise --val-fraction/--val-docs" if sp == "val" else ""))
-                splits[sp] = {"docs": docs, "tokens": tokens, "samples": n,
-                              "remainder_tokens": tokens - n * sample_tokens, "utf8_bytes": nb}
-                a = planned[sp]
-                while a < n:  # shards (or whole parts through MDSWriter) up to the next part boundary
-                    b = min(n, (a // per + 1) * per, a + per_shard if per_shard is not None else n)
-                    add_shard(sp, a, b, urgent=False)
-                    a = b
-        for sp, info in splits.items():
-            parts: list[list[dict]] = []
-            for (_, p, _), shard_entries in sorted((k, v) for k, v in entries.items() if k[0] == sp):
-                parts += [[] for _ in range(p + 1 - len(parts))]
-                parts[p] += shard_entries
-            assert pack.merge_parts(work / sp, parts) == info["samples"]
+        unit_args = (tok.spec, eos, lay.dtype, text_field, skip_bad_records, lay.val_cut)
+        passes = _Scheduler(Jobs(pool, workers), lay, files, units, work, unit_args, workers, bar).run(val_docs)
+        for sp, info in passes.splits.items():
+            assert pack.merge_parts(work / sp, plan.parts_of(passes.entries, sp)) == info["samples"]
         pack.remove_units(str(work))
-        skipped = sum(s.skipped for s in stats)
-        per_file: dict[str, int] = {}
-        for u, s in zip(units, stats):
-            per_file[u.path] = per_file.get(u.path, 0) + s.skipped
-        manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "tool": "gf_train.data.tokenize",
-            "tool_version": _version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "fingerprint": fp,
-            "tokenizer": tok.info(), "seq_len": seq_len, "sample_tokens": sample_tokens, "dtype": dtype,
-            "text_field": text_field, "val_fraction": val_fraction, "val_docs": val_docs,
-            "val_assignment": "xxh3_64(document UTF-8) below val_fraction * 2^64, or the val_docs smallest",
-            "splits": splits, "empty_docs": sum(s.empty_docs for s in stats), "skipped_records": skipped,
-            "skipped_examples": [e for s in stats for e in s.skipped_examples][:20],
-            "inputs": [{"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "xxh3_128": h,
-                        "skipped_records": per_file.get(f.path, 0)} for f, h in zip(files, hashes)],
-        }
+        manifest = _manifest(fp, tok.info(), lay, text_field, val_fraction, val_docs, files, units, passes)
         write_manifest(work, manifest)
-        if out.exists():
-            trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            out.rename(trash)
-            work.rename(out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            work.rename(out)
+        _publish(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

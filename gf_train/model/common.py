@@ -1,7 +1,7 @@
 """Small functional building blocks shared by every time/channel mix (spec §1, §2, §6.1).
 
 Owns: token shift (§2.1), the weightless RMS norm (§1), LoRA maps (§2.3), the data-dependent lerp
-mixing (§2.2), RoPE (§6.1) and the backend choice for single-token decode. No parameters live here.
+mixing (§2.2) and RoPE (§6.1). No parameters live here.
 """
 
 from __future__ import annotations
@@ -64,10 +64,3 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     s = sin.view(1, T, 1, N // 2)
     out = torch.stack([x0 * c - x1 * s, x0 * s + x1 * c], dim=-1)
     return out.view(B, T, H, N).to(x.dtype)
-
-
-def wkv_backend_for(backend: str, device: torch.device, T: int) -> str:
-    """The WKV backend for a call: the recurrent kernel for T == 1 on CUDA, else the configured one."""
-    if T == 1 and device.type == "cuda" and backend in ("auto", "triton"):
-        return "recurrent"
-    return backend

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import torch
 from gf_kernels import wkv6
+from gf_kernels.wkv6 import resolve_backend
 from torch import Tensor, nn
 
 from gf_train.config.model import ModelConfig
-from gf_train.model.common import ddlerp_offsets, lora, token_shift, wkv_backend_for
+from gf_train.model.common import ddlerp_offsets, lora, token_shift
 
 MIX_RANK = 32
 DECAY_RANK = 64
@@ -73,5 +74,5 @@ class WKV6TimeMix(nn.Module):
         return wkv6(
             r.view(B, T, H, N), k.view(B, T, H, N), v.view(B, T, H, N), logw.to(r.dtype).view(B, T, H, N), u,
             initial_state=wkv, output_final_state=want_state,
-            backend=wkv_backend_for(self.backend, r.device, T),
+            backend=resolve_backend(self.backend, r.device, tokens=T),  # T == 1 on CUDA: recurrent
         )

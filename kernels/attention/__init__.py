@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .flash_or_sdpa import attention_flash, attention_sdpa, flash_available
 from .naive import attention_naive, causal_mask
-from .sdpa import attention_flash, attention_sdpa, flash_available
 
 BACKENDS = ("auto", "flash", "sdpa", "naive")
 

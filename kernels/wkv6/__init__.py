@@ -19,10 +19,17 @@ from .naive import wkv6_naive
 BACKENDS = ("auto", "naive", "torch", "triton", "recurrent")
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """Map "auto" to a concrete backend for tensors on ``device``."""
+def resolve_backend(backend: str, device: torch.device, tokens: int | None = None) -> str:
+    """The concrete backend for a call on ``device``: "auto" is triton on CUDA, torch otherwise.
+
+    ``tokens``: the caller's T when it wants the decode-time choice (the model passes it; ``wkv6``
+    does not, so an explicit backend is always honoured there): a single token on CUDA under "auto"
+    or "triton" goes to "recurrent", since the chunk kernels would pad it to a 16-token chunk.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"wkv6: unknown backend {backend!r}; choose one of {BACKENDS}.")
+    if tokens == 1 and device.type == "cuda" and backend in ("auto", "triton"):
+        return "recurrent"
     if backend == "auto":
         return "triton" if device.type == "cuda" else "torch"
     return backend

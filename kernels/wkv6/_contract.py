@@ -1,13 +1,19 @@
 """The WKV-6 input contract, shared by the public entry and every backend.
 
-Owns: the checks ``gf_kernels.wkv6.wkv6`` runs once per call (:func:`check_inputs`), the shape
-unpacking every backend does (:func:`dims`) and the empty-input guard of the Triton backends
-(:func:`require_tokens`). Backends trust that :func:`check_inputs` already ran; nothing here allocates.
+Owns: the log-decay floor ``W_MIN`` every fast backend clamps ``w`` at, the checks
+``gf_kernels.wkv6.wkv6`` runs once per call (:func:`check_inputs`), the shape unpacking every backend
+does (:func:`dims`) and the empty-input guard of the Triton backends (:func:`require_tokens`).
+Backends trust that :func:`check_inputs` already ran; nothing here allocates.
 """
 
 from __future__ import annotations
 
 import torch
+
+# Log-decay floor of every fast backend: exp(-40) = 4e-18 already means "forget everything" in fp32,
+# and the floor bounds the in-chunk cumulative decays so that their differences stay accurate
+# (README.md "Decay floor"). The naive oracle does not clamp.
+W_MIN = -40.0
 
 
 def check_inputs(

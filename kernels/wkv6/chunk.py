@@ -15,8 +15,10 @@ kernels, two light sequential scans and two heavy fully parallel ones:
 * ``_bwd_grad_kernel`` (chunk, batch*head, V-block): dv, and dr, dk as partial sums over the
   V-blocks ([NV, B, T, H, K], summed on the host).
 
-The two scans share their prologue (``_scan_start``: offsets, carried state tile), the two per-chunk
-kernels theirs (``_chunk_tile``: the chunk's loads, decays, u and the intra-chunk matrix A).
+The kernels share small ``@triton.jit`` helpers, each returning a few named tiles: offsets and masks
+(``_state_tile``: a V-block of a [K, V] state; ``_token_tile``: one chunk's tokens), loads
+(``_load_state``, ``_load_rkw``, ``_load_v``, ``_load_u``) and the chunk maths (``_decays``: in-chunk
+cumulative decays; ``_pairwise``: the factors exp(ge_t - g_s); ``_intra``: the matrix A).
 
 The kernels return dr and dk in fp32; dw and du are reduced on the host in fp32 from
 dr, dk (``grad.py``; README.md "gradient of the decay"), which avoids fla's bf16 dw precision loss.
@@ -33,8 +35,7 @@ import triton
 import triton.language as tl
 
 from .._alloc import new_output
-from ._contract import dims, require_tokens
-from .chunk_torch import W_MIN
+from ._contract import W_MIN, dims, require_tokens
 from .grad import decay_and_bonus_grads
 
 BT = 16  # chunk length (tl.dot needs >= 16)
@@ -56,23 +57,55 @@ def _dot(a, b, IEEE: tl.constexpr):
 
 
 @triton.jit
-def _load_chunk(r, k, v, w, base_k, base_v, t, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-                BK: tl.constexpr, BV: tl.constexpr, WMIN: tl.constexpr, i_v):
-    """Loads one chunk: r, k, w [BT, BK] (fp32; w clamped at WMIN) and the V-block i_v of v [BT, BV]."""
+def _state_tile(i_v, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """Offsets [BK, BV] of V-block i_v inside one [K, V] state, and their mask."""
+    ok = tl.arange(0, BK)
+    ov = i_v * BV + tl.arange(0, BV)
+    pkv = ok[:, None] * V + ov[None, :]
+    mkv = (ok < K)[:, None] & (ov < V)[None, :]
+    return pkv, mkv
+
+
+@triton.jit
+def _load_state(s, i_bh, pkv, mkv, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                HAS_S: tl.constexpr):
+    """The carried [BK, BV] fp32 tile of state ``s`` [B, H, K, V] for (batch*head i_bh), zeros if not HAS_S."""
+    S = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_S:
+        S = tl.load(s + i_bh * K * V + pkv, mask=mkv, other=0.0).to(tl.float32)
+    return S
+
+
+@triton.jit
+def _token_tile(i_bh, i_v, t, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr,
+                BV: tl.constexpr):
+    """Offsets and masks of tokens t [BT] of (batch*head i_bh): pk [BT, BK] into r, k, w (and dr, dk)
+    [B, T, H, K]; pv [BT, BV] into V-block i_v of v, o, do, dv [B, T, H, V]."""
+    i_b = i_bh // H
+    i_h = i_bh % H
     ok = tl.arange(0, BK)
     ov = tl.arange(0, BV)
-    mv = (i_v * BV + ov) < V
     mt = t < T
+    pk = i_b * T * H * K + i_h * K + t[:, None] * (H * K) + ok[None, :]
+    pv = i_b * T * H * V + i_h * V + i_v * BV + t[:, None] * (H * V) + ov[None, :]
     mtk = mt[:, None] & (ok < K)[None, :]
-    mtv = mt[:, None] & mv[None, :]
-    pk = base_k + t[:, None] * (H * K) + ok[None, :]
-    pv = base_v + t[:, None] * (H * V) + ov[None, :]
-    rr = tl.load(r + pk, mask=mtk, other=0.0).to(tl.float32)  # [BT, BK]
-    kk = tl.load(k + pk, mask=mtk, other=0.0).to(tl.float32)  # [BT, BK]
-    ww = tl.load(w + pk, mask=mtk, other=0.0).to(tl.float32)  # [BT, BK]; padding: no decay
-    ww = tl.maximum(ww, WMIN)
-    vv = tl.load(v + pv, mask=mtv, other=0.0).to(tl.float32)  # [BT, BV]
-    return rr, kk, ww, vv, pk, pv, mtk, mtv
+    mtv = mt[:, None] & ((i_v * BV + ov) < V)[None, :]
+    return pk, mtk, pv, mtv
+
+
+@triton.jit
+def _load_rkw(r, k, w, pk, mtk, WMIN: tl.constexpr):
+    """r, k, w of one chunk [BT, BK] in fp32; w clamped at WMIN (padding: w = 0, no decay)."""
+    rr = tl.load(r + pk, mask=mtk, other=0.0).to(tl.float32)
+    kk = tl.load(k + pk, mask=mtk, other=0.0).to(tl.float32)
+    ww = tl.maximum(tl.load(w + pk, mask=mtk, other=0.0).to(tl.float32), WMIN)
+    return rr, kk, ww
+
+
+@triton.jit
+def _load_v(v, pv, mtv):
+    """A [BT, BV] tile of v (or do) in fp32; padding reads 0."""
+    return tl.load(v + pv, mask=mtv, other=0.0).to(tl.float32)
 
 
 @triton.jit
@@ -94,59 +127,19 @@ def _pairwise(ge, g, BT_: tl.constexpr):
 
 
 @triton.jit
-def _offsets(i_bh, i_v, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr,
-             BV: tl.constexpr):
-    """Base offsets of (batch, head) in [B, T, H, K] / [B, T, H, V] (V-block i_v) and the state tile."""
-    i_b = i_bh // H
-    i_h = i_bh % H
+def _load_u(u, i_bh, H: tl.constexpr, K: tl.constexpr, BK: tl.constexpr):
+    """The bonus u [BK] (fp32) of the head of (batch*head i_bh)."""
     ok = tl.arange(0, BK)
-    ov = i_v * BV + tl.arange(0, BV)
-    mkv = (ok < K)[:, None] & (ov < V)[None, :]
-    pkv = ok[:, None] * V + ov[None, :]  # [BK, BV] inside one [K, V] state
-    base_k = i_b * T * H * K + i_h * K
-    base_v = i_b * T * H * V + i_h * V + i_v * BV
-    return i_h, base_k, base_v, mkv, pkv
+    return tl.load(u + (i_bh % H) * K + ok, mask=ok < K, other=0.0).to(tl.float32)
 
 
 @triton.jit
-def _scan_start(s0, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
-                BK: tl.constexpr, BV: tl.constexpr, HAS_S0: tl.constexpr):
-    """Shared prologue of the two sequential scans, program (batch*head, V-block): offsets, chunk
-    count, and the carried [BK, BV] fp32 tile, read from ``s0`` [B, H, K, V] if HAS_S0 else zeros."""
-    i_bh = tl.program_id(0)
-    i_v = tl.program_id(1)
-    i_h, base_k, base_v, mkv, pkv = _offsets(i_bh, i_v, T, H, K, V, BK, BV)
-    NT = tl.cdiv(T, BT_)
+def _intra(rr, kk, uu, E, BT_: tl.constexpr):
+    """The intra-chunk matrix A [BT, BT]: sum_i r_t k_s E[t, s] below the diagonal, r_t u k_t on it."""
     ot = tl.arange(0, BT_)
-    S = tl.zeros([BK, BV], dtype=tl.float32)
-    if HAS_S0:
-        S = tl.load(s0 + i_bh * K * V + pkv, mask=mkv, other=0.0).to(tl.float32)
-    return i_bh, i_v, base_k, base_v, mkv, pkv, NT, ot, S
-
-
-@triton.jit
-def _chunk_tile(r, k, v, w, u, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
-                BK: tl.constexpr, BV: tl.constexpr, WMIN: tl.constexpr):
-    """Shared prologue of the per-chunk kernels, program (chunk, batch*head, V-block): the chunk's
-    loads and decays, u [BK], the pairwise factors E and the intra-chunk matrix A [BT, BT] (u bonus on
-    the diagonal), and the offset ``st`` of the chunk's [K, V] state tile in [B, H, NT, K, V]."""
-    ic = tl.program_id(0)
-    i_bh = tl.program_id(1)
-    i_v = tl.program_id(2)
-    i_h, base_k, base_v, mkv, pkv = _offsets(i_bh, i_v, T, H, K, V, BK, BV)
-    NT = tl.cdiv(T, BT_)
-    ot = tl.arange(0, BT_)
-    ok = tl.arange(0, BK)
-    uu = tl.load(u + i_h * K + ok, mask=ok < K, other=0.0).to(tl.float32)  # [BK]
-    rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
-        r, k, v, w, base_k, base_v, ic * BT_ + ot, T, H, K, V, BK, BV, WMIN, i_v)
-    g, ge, gL = _decays(ww, BT_)
-    E = _pairwise(ge, g, BT_)
-    A = tl.sum(rr[:, None, :] * kk[None, :, :] * E, axis=2)  # [BT, BT]
+    A = tl.sum(rr[:, None, :] * kk[None, :, :] * E, axis=2)
     bonus = tl.sum(rr * uu[None, :] * kk, axis=1)  # [BT]
-    A = A + tl.where(ot[:, None] == ot[None, :], bonus[:, None], 0.0)
-    st = (i_bh * NT + ic) * K * V + pkv
-    return rr, kk, vv, uu, g, ge, gL, E, A, ot, pk, pv, mtk, mtv, st, mkv
+    return A + tl.where(ot[:, None] == ot[None, :], bonus[:, None], 0.0)
 
 
 @triton.autotune(configs=_configs(), key=["K", "V", "BV", "IEEE"])
@@ -156,10 +149,15 @@ def _fwd_h_kernel(r, k, v, w, h0, hs, ht, T,
                   BK: tl.constexpr, BV: tl.constexpr, HAS_H0: tl.constexpr, IEEE: tl.constexpr,
                   WMIN: tl.constexpr):
     """State pass, one program per (batch*head, V-block): hs[n] = state at the start of chunk n."""
-    i_bh, i_v, base_k, base_v, mkv, pkv, NT, ot, S = _scan_start(h0, T, H, K, V, BT_, BK, BV, HAS_H0)
+    i_bh = tl.program_id(0)
+    i_v = tl.program_id(1)
+    NT = tl.cdiv(T, BT_)
+    pkv, mkv = _state_tile(i_v, K, V, BK, BV)
+    S = _load_state(h0, i_bh, pkv, mkv, K, V, BK, BV, HAS_H0)
     for ic in range(NT):
-        rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
-            r, k, v, w, base_k, base_v, ic * BT_ + ot, T, H, K, V, BK, BV, WMIN, i_v)
+        pk, mtk, pv, mtv = _token_tile(i_bh, i_v, ic * BT_ + tl.arange(0, BT_), T, H, K, V, BK, BV)
+        _, kk, ww = _load_rkw(r, k, w, pk, mtk, WMIN)  # (r unused: the compiler drops its load)
+        vv = _load_v(v, pv, mtv)
         g, ge, gL = _decays(ww, BT_)
         tl.store(hs + (i_bh * NT + ic) * K * V + pkv, S, mask=mkv)
         kh = kk * tl.exp(gL[None, :] - g)  # [BT, BK], exponent <= 0
@@ -173,9 +171,16 @@ def _fwd_o_kernel(r, k, v, w, u, hs, o, T,
                   H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
                   BK: tl.constexpr, BV: tl.constexpr, IEEE: tl.constexpr, WMIN: tl.constexpr):
     """Output, one program per (chunk, batch*head, V-block): inter-chunk + intra-chunk + bonus."""
-    rr, kk, vv, uu, g, ge, gL, E, A, ot, pk, pv, mtk, mtv, st, mkv = _chunk_tile(
-        r, k, v, w, u, T, H, K, V, BT_, BK, BV, WMIN)
-    S = tl.load(hs + st, mask=mkv, other=0.0)  # chunk-start state
+    ic = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_v = tl.program_id(2)
+    pkv, mkv = _state_tile(i_v, K, V, BK, BV)
+    pk, mtk, pv, mtv = _token_tile(i_bh, i_v, ic * BT_ + tl.arange(0, BT_), T, H, K, V, BK, BV)
+    rr, kk, ww = _load_rkw(r, k, w, pk, mtk, WMIN)
+    vv = _load_v(v, pv, mtv)
+    g, ge, gL = _decays(ww, BT_)
+    A = _intra(rr, kk, _load_u(u, i_bh, H, K, BK), _pairwise(ge, g, BT_), BT_)
+    S = tl.load(hs + (i_bh * tl.cdiv(T, BT_) + ic) * K * V + pkv, mask=mkv, other=0.0)  # chunk-start state
     acc = _dot(rr * tl.exp(ge), S, IEEE)  # [BT, BV] inter-chunk
     acc += _dot(A, vv, IEEE)  # intra-chunk + bonus
     tl.store(o + pv, acc.to(o.dtype.element_ty), mask=mtv)
@@ -189,12 +194,16 @@ def _bwd_dh_kernel(r, k, v, w, do, dht, dhs, dh0, T,
                    IEEE: tl.constexpr, WMIN: tl.constexpr):
     """Reverse state-gradient pass, one program per (batch*head, V-block):
     dhs[n] = dL/d(state after chunk n); the last one left is dL/d(initial state)."""
-    i_bh, i_v, base_k, base_v, mkv, pkv, NT, ot, dS = _scan_start(dht, T, H, K, V, BT_, BK, BV, HAS_DHT)
+    i_bh = tl.program_id(0)
+    i_v = tl.program_id(1)
+    NT = tl.cdiv(T, BT_)
+    pkv, mkv = _state_tile(i_v, K, V, BK, BV)
+    dS = _load_state(dht, i_bh, pkv, mkv, K, V, BK, BV, HAS_DHT)
     for j in range(NT):
         ic = NT - 1 - j
-        rr, kk, ww, vv, pk, pv, mtk, mtv = _load_chunk(
-            r, k, v, w, base_k, base_v, ic * BT_ + ot, T, H, K, V, BK, BV, WMIN, i_v)
-        dO = tl.load(do + pv, mask=mtv, other=0.0).to(tl.float32)  # [BT, BV]
+        pk, mtk, pv, mtv = _token_tile(i_bh, i_v, ic * BT_ + tl.arange(0, BT_), T, H, K, V, BK, BV)
+        rr, _, ww = _load_rkw(r, k, w, pk, mtk, WMIN)  # (k unused: the compiler drops its load)
+        dO = _load_v(do, pv, mtv)  # [BT, BV]
         g, ge, gL = _decays(ww, BT_)
         tl.store(dhs + (i_bh * NT + ic) * K * V + pkv, dS, mask=mkv)
         dS = dS * tl.exp(gL)[:, None] + _dot(tl.trans(rr * tl.exp(ge)), dO, IEEE)
@@ -208,21 +217,31 @@ def _bwd_grad_kernel(r, k, v, w, u, hs, dhs, do, dr, dk, dv, T,
                      H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT_: tl.constexpr,
                      BK: tl.constexpr, BV: tl.constexpr, IEEE: tl.constexpr, WMIN: tl.constexpr):
     """dr, dk (partial sums over V-blocks) and dv, one program per (chunk, batch*head, V-block)."""
-    rr, kk, vv, uu, g, ge, gL, E, A, ot, pk, pv, mtk, mtv, st, mkv = _chunk_tile(
-        r, k, v, w, u, T, H, K, V, BT_, BK, BV, WMIN)
-    eye = ot[:, None] == ot[None, :]
-    dO = tl.load(do + pv, mask=mtv, other=0.0).to(tl.float32)  # [BT, BV]
+    ic = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_v = tl.program_id(2)
+    ot = tl.arange(0, BT_)
+    pkv, mkv = _state_tile(i_v, K, V, BK, BV)
+    pk, mtk, pv, mtv = _token_tile(i_bh, i_v, ic * BT_ + ot, T, H, K, V, BK, BV)
+    rr, kk, ww = _load_rkw(r, k, w, pk, mtk, WMIN)
+    vv = _load_v(v, pv, mtv)
+    dO = _load_v(do, pv, mtv)  # [BT, BV]
+    g, ge, gL = _decays(ww, BT_)
+    uu = _load_u(u, i_bh, H, K, BK)
+    E = _pairwise(ge, g, BT_)
+    A = _intra(rr, kk, uu, E, BT_)
+    st = (i_bh * tl.cdiv(T, BT_) + ic) * K * V + pkv  # this chunk's tile in [B, H, NT, K, V]
     S = tl.load(hs + st, mask=mkv, other=0.0)  # state before the chunk
     dS = tl.load(dhs + st, mask=mkv, other=0.0)  # grad. of the state after
     eg = tl.exp(ge)
     kd = tl.exp(gL[None, :] - g)  # [BT, BK]
     dA = _dot(dO, tl.trans(vv), IEEE)  # [BT(t), BT(s)], partial over this V-block
-    d_bonus = tl.sum(tl.where(eye, dA, 0.0), axis=1)  # [BT] = dO_t . v_t
+    d_bonus = tl.sum(tl.where(ot[:, None] == ot[None, :], dA, 0.0), axis=1)  # [BT] = dO_t . v_t
     dA = tl.where(ot[:, None] > ot[None, :], dA, 0.0)
     # dv: intra (A^T dO) + into the state after the chunk (k_hat dS)
     dvv = _dot(tl.trans(A), dO, IEEE) + _dot(kk * kd, dS, IEEE)
     tl.store(dv + pv, dvv, mask=mtv)
-    part = tl.program_id(2) * (tl.num_programs(1) // H) * T * H * K  # [NV, B, T, H, K] partial sums
+    part = i_v * (tl.num_programs(1) // H) * T * H * K  # [NV, B, T, H, K] partial sums
     # dr: inter (dO S^T) exp(ge) + intra + bonus
     drr = _dot(dO, tl.trans(S), IEEE) * eg
     drr += tl.sum(dA[:, :, None] * kk[None, :, :] * E, axis=1)

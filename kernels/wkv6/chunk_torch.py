@@ -22,10 +22,8 @@ from __future__ import annotations
 import torch
 
 from .._alloc import new_output
-from ._contract import dims
+from ._contract import W_MIN, dims
 from .grad import decay_and_bonus_grads
-
-W_MIN = -40.0  # log-decay floor shared by all fast paths (see module docstring)
 
 
 class _Prepped:

@@ -15,8 +15,7 @@ import triton
 import triton.language as tl
 
 from .._alloc import new_output
-from ._contract import dims, require_tokens
-from .chunk_torch import W_MIN
+from ._contract import W_MIN, dims, require_tokens
 from .grad import decay_and_bonus_grads
 
 

@@ -29,8 +29,7 @@ def compile_one(kern: object, sig: dict[str, str], consts: dict[str, object], nu
 
 
 def main(dtypes: list[str]) -> None:
-    from gf_kernels.wkv6 import chunk as ck
-    from gf_kernels.wkv6 import fused_recurrent as fr
+    from gf_kernels.wkv6 import chunk, fused_recurrent
 
     for dt in dtypes:
         p = "*" + dt
@@ -38,19 +37,19 @@ def main(dtypes: list[str]) -> None:
         base_h = {"r": p, "k": p, "v": p, "w": p}
         base = {**base_h, "u": p}
         shape = dict(H=4, K=64, V=64, BK=64, WMIN=-40.0)
-        chunk = dict(shape, BT_=16, BV=32, IEEE=ieee)
-        compile_one(ck._fwd_h_kernel, {**base_h, "h0": "*fp32", "hs": "*fp32", "ht": "*fp32", "T": "i32"},
-                    dict(chunk, HAS_H0=True), 8)
-        compile_one(ck._fwd_o_kernel, {**base, "hs": "*fp32", "o": p, "T": "i32"}, chunk, 8)
-        compile_one(ck._bwd_dh_kernel,
+        chunk_consts = dict(shape, BT_=16, BV=32, IEEE=ieee)
+        compile_one(chunk._fwd_h_kernel, {**base_h, "h0": "*fp32", "hs": "*fp32", "ht": "*fp32", "T": "i32"},
+                    dict(chunk_consts, HAS_H0=True), 8)
+        compile_one(chunk._fwd_o_kernel, {**base, "hs": "*fp32", "o": p, "T": "i32"}, chunk_consts, 8)
+        compile_one(chunk._bwd_dh_kernel,
                     {**base_h, "do": p, "dht": "*fp32", "dhs": "*fp32", "dh0": "*fp32", "T": "i32"},
-                    dict(chunk, HAS_DHT=True, HAS_H0=True), 8)
-        compile_one(ck._bwd_grad_kernel,
+                    dict(chunk_consts, HAS_DHT=True, HAS_H0=True), 8)
+        compile_one(chunk._bwd_grad_kernel,
                     {**base, "hs": "*fp32", "dhs": "*fp32", "do": p, "dr": "*fp32", "dk": "*fp32",
-                     "dv": "*fp32", "T": "i32"}, chunk, 8)
-        compile_one(fr._rec_fwd_kernel, {**base, "h0": "*fp32", "o": p, "ht": "*fp32", "T": "i32"},
+                     "dv": "*fp32", "T": "i32"}, chunk_consts, 8)
+        compile_one(fused_recurrent._rec_fwd_kernel, {**base, "h0": "*fp32", "o": p, "ht": "*fp32", "T": "i32"},
                     dict(shape, BV=64, HAS_H0=True), 4)
-        compile_one(fr._rec_bwd_kernel,
+        compile_one(fused_recurrent._rec_bwd_kernel,
                     {**base, "h0": "*fp32", "do": p, "dht": "*fp32", "dr": "*fp32", "dk": "*fp32",
                      "dv": "*fp32", "dh0": "*fp32", "T": "i32"},
                     dict(shape, BV=64, HAS_H0=True, HAS_DHT=True), 4)

@@ -83,6 +83,15 @@ def test_torch_low_precision_inputs(dtype: torch.dtype) -> None:
 def test_backend_resolution_and_errors() -> None:
     assert resolve_backend("auto", torch.device("cpu")) == "torch"
     assert resolve_backend("auto", torch.device("cuda", 0)) == "triton"
+    # decode-time choice (the model passes its T): one token on CUDA goes to the recurrent kernel ...
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert resolve_backend("auto", cuda, tokens=1) == resolve_backend("triton", cuda, tokens=1) == "recurrent"
+    # ... but never on CPU, for more tokens, or when the caller chose a non-Triton backend
+    assert resolve_backend("auto", cpu, tokens=1) == "torch" and resolve_backend("triton", cpu, tokens=1) == "triton"
+    assert resolve_backend("auto", cuda, tokens=2) == resolve_backend("triton", cuda, tokens=16) == "triton"
+    assert resolve_backend("torch", cuda, tokens=1) == "torch" and resolve_backend("naive", cuda, tokens=1) == "naive"
+    with pytest.raises(ValueError, match="unknown backend"):
+        resolve_backend("cuda", cuda, tokens=1)
     inp = make_inputs(1, 4, 2, 8, 8)
     r, k, v, w, u = (inp[n] for n in ("r", "k", "v", "w", "u"))
     with pytest.raises(ValueError, match="unknown backend"):

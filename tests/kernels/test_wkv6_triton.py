@@ -207,7 +207,8 @@ def test_triton_inside_inductor_gpu() -> None:
 
 def test_poison_catches_unwritten_output() -> None:
     """Meta-test: launch the output kernel for head 0 only; head 1 of the poisoned o stays NaN."""
-    from gf_kernels.wkv6.chunk import BT, W_MIN, _blocks, _fwd_h_kernel, _fwd_o_kernel, new_output
+    from gf_kernels.wkv6._contract import W_MIN
+    from gf_kernels.wkv6.chunk import BT, _blocks, _fwd_h_kernel, _fwd_o_kernel, new_output
 
     inp = make_inputs(1, 20, 2, 16, 16, seed=1, device=_device())
     r, k, v, w, u = (inp[n] for n in ("r", "k", "v", "w", "u"))

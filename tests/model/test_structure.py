@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from _model_testing import tiny_cfg
+from _spec_params import SPEC_7_4
 
 from gf_train.config.model import ModelConfig
+from gf_train.config.train import OptimConfig
 from gf_train.model import build_model, layer_kinds
 from gf_train.model.flops import flops_per_token, matmul_params, param_count
+from gf_train.train.optim import classify
 
 
 @pytest.mark.parametrize("L,rho,g", [(24, 3, 16), (12, 3, 8), (24, 2, 12), (24, 6, 20), (12, 2, 6), (12, 6, 10)])
@@ -27,22 +30,7 @@ def test_layer_split_explicit_and_baselines() -> None:
         ModelConfig(arch="goldfinch", n_layer=4, n_embd=64, gold_layers=5)
 
 
-COUNTS = [
-    (dict(arch="goldfinch", n_layer=24, n_embd=2048), 1_445_257_216),
-    (dict(arch="goldfinch", n_layer=24, n_embd=2048, kv_compression=1), 1_453_121_536),
-    (dict(arch="finch", n_layer=24, n_embd=2048), 1_599_873_024),
-    (dict(arch="llama", n_layer=24, n_embd=2048), 1_473_454_080),
-    (dict(arch="finch_c2", n_layer=24, n_embd=2048), 1_505_501_184),
-    (dict(arch="goldfinch", n_layer=12, n_embd=768), 186_617_856),
-    (dict(arch="goldfinch", n_layer=12, n_embd=768, gold_inv_ratio=2), 184_066_560),
-    (dict(arch="goldfinch", n_layer=12, n_embd=768, gold_inv_ratio=6), 189_169_152),
-    (dict(arch="finch_c2", n_layer=12, n_embd=768), 191_056_896),
-    (dict(arch="finch", n_layer=12, n_embd=768), 196_955_136),
-    (dict(arch="llama", n_layer=12, n_embd=768), 185_637_888),
-]
-
-
-@pytest.mark.parametrize("kw,expected", COUNTS, ids=[f"{k['arch']}-L{k['n_layer']}-{v}" for k, v in COUNTS])
+@pytest.mark.parametrize("kw,expected", SPEC_7_4, ids=[f"{k['arch']}-L{k['n_layer']}-{v}" for k, v in SPEC_7_4])
 def test_param_counts_spec_7_4(kw: dict, expected: int) -> None:
     cfg = ModelConfig(vocab_size=65536, **kw)
     assert param_count(cfg) == expected
@@ -111,30 +99,21 @@ def test_meta_build_has_no_storage() -> None:
     assert all(p.device == torch.device("meta") for p in model.parameters())
 
 
-def _group(name: str, p: torch.Tensor) -> str:
-    """Spec §8.4 rules (first match), as the trainer applies them by name."""
-    if "_w1" in name or "_w2" in name:
-        return "1x"
-    if "time_mix" in name or "time_maa" in name:
-        return "1x"
-    if "time_decay" in name:
-        return "2x"
-    if "time_faaaa" in name or name.endswith(".bias"):
-        return "1x"
-    if len(p.squeeze().shape) >= 2:
-        return "decay"
-    return "1x"
-
-
 def test_parameter_names_fit_optimizer_groups_spec_12_8() -> None:
+    """The model's parameter names meet the trainer's §8.4 rules (`optim.classify`) where the spec says."""
     model = build_model(ModelConfig(arch="goldfinch", n_layer=6, n_embd=128, vocab_size=256), "meta")
-    groups = {n: _group(n, p) for n, p in model.named_parameters()}
-    assert groups["blocks.0.att.time_decay"] == "2x" and groups["blocks.0.att.time_decay_w1"] == "1x"
-    assert groups["blocks.5.att.time_maa_kv_w2"] == "1x" and groups["blocks.5.att.time_key_w1"] == "1x"
-    assert groups["w_kv_cache_a.weight"] == groups["w_kv_cache_b.weight"] == "decay"
-    assert groups["emb.weight"] == groups["head.weight"] == groups["blocks.5.att.query.weight"] == "decay"
-    assert groups["blocks.3.att.ln_x.weight"] == "1x" and groups["blocks.0.ln0.bias"] == "1x"
-    assert {n for n, g in groups.items() if g == "2x"} == {f"blocks.{i}.att.time_decay" for i in range(4)}
+    cfg = OptimConfig()
+    rule = {n: classify(n, tuple(p.shape), cfg)[0] for n, p in model.named_parameters()}
+    mult = {n: classify(n, tuple(p.shape), cfg)[1] for n, p in model.named_parameters()}
+    assert rule["blocks.0.att.time_decay"] == "time_decay" and mult["blocks.0.att.time_decay"] == 2.0
+    assert rule["blocks.0.att.time_decay_w1"] == "lora" and mult["blocks.0.att.time_decay_w1"] == 1.0
+    assert rule["blocks.5.att.time_maa_kv_w2"] == rule["blocks.5.att.time_key_w1"] == "lora"
+    assert rule["blocks.5.att.time_maa_v_cache"] == rule["blocks.0.att.time_maa_w"] == "time_mix"
+    assert rule["blocks.0.att.time_faaaa"] == "time_faaaa" and rule["blocks.0.ln0.bias"] == "bias"
+    assert rule["w_kv_cache_a.weight"] == rule["w_kv_cache_b.weight"] == "decay"  # the reference code's choice
+    assert rule["emb.weight"] == rule["head.weight"] == rule["blocks.5.att.query.weight"] == "decay"
+    assert rule["blocks.3.att.ln_x.weight"] == "no_decay"
+    assert {n for n, m in mult.items() if m != 1.0} == {f"blocks.{i}.att.time_decay" for i in range(4)}
     # every decayed tensor is a matrix (no vector or LoRA factor slips into weight decay)
     assert all(p.dim() == 2 and not n.endswith(("_w1", "_w2")) for n, p in model.named_parameters()
-               if groups[n] == "decay")
+               if rule[n] == "decay")
