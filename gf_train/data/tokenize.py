@@ -135,7 +135,8 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
                     val_fraction: float = 0.0, val_docs: int | None = None, workers: int = 1,
                     overwrite: bool = False, skip_bad_records: bool = False, eos: int | str | None = None,
                     progress: bool = True, part_samples: int | None = None, shard_bytes: int = 1 << 26,
-                    chunk_bytes: int = 2 << 20, log: Any = print) -> dict[str, Any]:
+                    chunk_bytes: int = 2 << 20, log: Any = print, replace_invalid_unicode: bool = False
+                    ) -> dict[str, Any]:
     """Tokenize `inputs` into `out` (see module docstring). Returns the manifest (`status`: written | noop)."""
     if seq_len < 1:
         raise DataPrepError(f"--seq-len must be >= 1, got {seq_len}")
@@ -155,7 +156,8 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
     out = Path(out).expanduser().resolve()
     dtype, sample_tokens = token_dtype(tok.vocab_size), seq_len + 1
     settings = {"seq_len": seq_len, "text_field": text_field, "val_fraction": val_fraction, "val_docs": val_docs,
-                "skip_bad_records": skip_bad_records, "dtype": dtype}
+                "skip_bad_records": skip_bad_records, "dtype": dtype,
+                "invalid_unicode": text_policy(skip_bad_records, replace_invalid_unicode)}
     fp = _fingerprint(files, tok.info(), settings)
     if _check_output(out, fp, overwrite):
         log(f"{out} already holds this dataset (same inputs and arguments): nothing to do")
@@ -183,7 +185,8 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
             jobs.add(("hash", i), _hash_file, (f.path,))
         for i, u in enumerate(units):
             jobs.add(("unit", i), pack.tokenize_unit,
-                     (u, i, str(work), tok.spec, eos, dtype, text_field, skip_bad_records, cut))
+                     (u, i, str(work), tok.spec, eos, dtype, text_field, skip_bad_records, cut,
+                      replace_invalid_unicode))
         bar = _Progress(sum(u.nbytes for u in units), progress)
         stats: list[pack.UnitStats | None] = [None] * len(units)
         hashes: list[str | None] = [None] * len(files)
@@ -271,6 +274,8 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
             "val_assignment": "xxh3_64(document UTF-8) below val_fraction * 2^64, or the val_docs smallest",
             "splits": splits, "empty_docs": sum(s.empty_docs for s in stats), "skipped_records": skipped,
             "skipped_examples": [e for s in stats for e in s.skipped_examples][:20],
+            "invalid_unicode": settings["invalid_unicode"], "replaced_records": sum(s.replaced for s in stats),
+            "replaced_examples": [e for s in stats for e in s.replaced_examples][:20],
             "inputs": [{"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "xxh3_128": h,
                         "skipped_records": per_file.get(f.path, 0)} for f, h in zip(files, hashes)],
         }
@@ -293,6 +298,11 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
     return manifest
 
 
+def text_policy(skip_bad_records: bool, replace_invalid_unicode: bool) -> str:
+    """What happens to a record with invalid Unicode (manifest key `invalid_unicode`): error | skip | replace."""
+    return "replace" if replace_invalid_unicode else "skip" if skip_bad_records else "error"
+
+
 def summary(m: dict[str, Any]) -> str:
     t = m["tokenizer"]
     lines = [f"tokenizer {t['name']} (vocab {t['vocab_size']}, eos {t['eos_id']})"
@@ -302,6 +312,8 @@ def summary(m: dict[str, Any]) -> str:
                      f"{s['remainder_tokens']:,} final tokens dropped, {s['utf8_bytes']:,} UTF-8 bytes")
     lines.append(f"  skipped records: {m['skipped_records']:,}; empty documents: {m['empty_docs']:,}")
     lines += [f"    {e}" for e in m.get("skipped_examples", [])[:5]]
+    if m.get("replaced_records"):
+        lines.append(f"  records with invalid Unicode replaced by U+FFFD: {m['replaced_records']:,}")
     return "\n".join(lines)
 
 
@@ -320,6 +332,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--skip-bad-records", action="store_true", help="count and skip malformed records, don't fail")
+    p.add_argument("--replace-invalid-unicode", action="store_true",
+                   help="replace invalid Unicode (bad UTF-8, lone surrogates) by U+FFFD instead of failing/skipping")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -330,7 +344,7 @@ def main(args: argparse.Namespace) -> int:
         m = tokenize_corpus(args.input, args.out, args.tokenizer, args.seq_len, text_field=args.text_field,
                             val_fraction=args.val_fraction, val_docs=args.val_docs, workers=args.workers,
                             overwrite=args.overwrite, skip_bad_records=args.skip_bad_records, eos=args.eos,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, replace_invalid_unicode=args.replace_invalid_unicode)
     except DataPrepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
