@@ -109,4 +109,10 @@ class LogConfig:
 @dataclass
 class EvalConfig:
     every_steps: int | None = None  # None: only at the end (if data.val is set)
-    max_batches: int = 20
+    # validation token budget (predicted tokens): the whole val split when it has at most this many, else a
+    # fixed random subset of max_tokens // ctx_len samples chosen once with dist.seed (gf_train.evaluate)
+    max_tokens: int | None = 1 << 20
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"eval.max_tokens must be >= 1 or null (the whole val split), got {self.max_tokens}")

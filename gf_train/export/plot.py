@@ -1,7 +1,10 @@
 """Plot a run's metrics.jsonl (loss, lr, tokens/s, MFU against step) into a PNG with matplotlib's Agg backend.
 
-Owner: `gf_train.export`. Reads the JSON lines the trainer writes (keys `step`, `loss`, `val_loss`, `lr`,
-`tokens_per_s`, `mfu`); lines that are not JSON objects (a torn last line after a crash) are skipped.
+Owner: `gf_train.export`. Reads the JSON lines the trainer writes (keys `step`, `loss_avg`, `loss`, `val_loss`,
+`lr`, `tokens_per_s`, `mfu`); lines that are not JSON objects (a torn last line after a crash) are skipped.
+The training loss drawn is `loss_avg`, the mean over each logging interval (runs logged before it existed:
+`loss`, the logged step's own loss); the validation loss is `val_loss` (`gf_train.evaluate`, the set the
+run's log names).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-PANELS = (("loss", ("loss", "val_loss")), ("learning rate", ("lr",)), ("tokens / s", ("tokens_per_s",)),
+PANELS = (("loss", ("loss_avg", "val_loss")), ("learning rate", ("lr",)), ("tokens / s", ("tokens_per_s",)),
           ("MFU", ("mfu",)))
 
 
@@ -59,6 +62,9 @@ def plot_metrics(run_dir: str | Path, out: str | Path | None = None) -> Path:
         drawn = False
         for key in keys:
             xs, ys = series(rows, key)
+            if not xs and key == "loss_avg":  # metrics written before loss_avg existed
+                key = "loss"
+                xs, ys = series(rows, key)
             if xs:
                 ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
                 drawn = True
