@@ -32,6 +32,8 @@ class DataConfig:
     shuffle_block_size: int | None = None  # samples per shuffle block (None: 4,000,000)
     epoch_size: int | None = None  # samples per training epoch when mixing (None: total samples of all streams)
     clean_stale_shm: bool = True  # remove streaming shm left by crashed runs (never a live job's)
+    # deliberate: --init-from weights trained with another tokenizer (continued pretraining with a new one)
+    allow_new_tokenizer: bool = False
 
     def __post_init__(self) -> None:
         if self.num_workers < 0:

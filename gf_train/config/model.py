@@ -33,6 +33,10 @@ class ModelConfig:
     wkv_backend: str = "auto"
     attn_backend: str = "auto"
     grad_cp: bool = False  # activation checkpointing per block
+    # the tokenizer the model is trained with (gf_train.tokenizer_identity): name and vocab_hash; null = taken
+    # from the data manifests when training starts, so checkpoints and exports record it
+    tokenizer: str | None = None
+    vocab_hash: str | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:

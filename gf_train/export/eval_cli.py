@@ -1,7 +1,7 @@
 """`gf-train eval --model DIR|CHECKPOINT --data MDS_DIR`: loss, perplexity and bits per byte.
 
 Owner: `gf_train.export` (argument parsing only; the work is `gf_train.evaluate.evaluate`, the trainer's
-validation code). The model's tokenizer must be the data's (`gf_train.export.load.check_data_tokenizer`).
+validation code). The model's tokenizer must be the data's (`gf_train.tokenizer_identity`).
 """
 
 from __future__ import annotations
@@ -24,15 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from gf_train.evaluate import evaluate, resolve_split
-    from gf_train.export.load import check_data_tokenizer, load_model
+    from gf_train.export.load import load_model
+    from gf_train.tokenizer_identity import check_data_tokenizer
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.max_tokens is not None and args.max_tokens < 1:
         raise ValueError(f"--max-tokens must be >= 1, got {args.max_tokens}")
-    split_dir, _ = resolve_split(args.data, args.split)  # before the model is loaded
+    split_dir, _ = resolve_split(args.data, args.split)  # checks before the model is loaded
+    check_data_tokenizer(args.model, split_dir)
     loaded = load_model(args.model)
-    check_data_tokenizer(loaded, split_dir)
     r = evaluate(loaded.model, split_dir, args.split, args.batch_size, args.max_tokens, args.seed)
     if args.json:
         print(json.dumps(r.to_dict()))

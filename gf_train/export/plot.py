@@ -45,6 +45,19 @@ def series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[floa
     return xs, ys
 
 
+def _label(rows: list[dict[str, Any]], key: str) -> str:
+    """Series name; the validation loss says which set it was measured on (trainer rows carry the counts)."""
+    if key == "loss_avg":
+        return "train loss (mean over each logging interval)"
+    if key == "val_loss":
+        last = next((r for r in reversed(rows) if "val_loss" in r), {})
+        n, total = last.get("val_samples"), last.get("val_split_samples")
+        if isinstance(n, int) and isinstance(total, int):
+            return f"val_loss (whole val split, {total:,} samples)" if n == total else \
+                f"val_loss (fixed random {n:,} of {total:,} val samples)"
+    return key
+
+
 def plot_metrics(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the 2x2 figure; default path RUN_DIR/metrics.png. Returns the PNG path."""
     import matplotlib
@@ -66,7 +79,7 @@ def plot_metrics(run_dir: str | Path, out: str | Path | None = None) -> Path:
                 key = "loss"
                 xs, ys = series(rows, key)
             if xs:
-                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=_label(rows, key))
                 drawn = True
         if not drawn:
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)

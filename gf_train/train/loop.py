@@ -48,6 +48,7 @@ from gf_train.train import resume as rs
 from gf_train.train.checkpoint import capture_rng
 from gf_train.train.metrics import MetricsSink, StepTimer, memory_gb, mfu, peak_tflops
 from gf_train.train.optim import describe, param_groups, strip_names
+from gf_train.train.preflight import preflight
 from gf_train.train.schedule import schedule_fn
 from gf_train.train.signals import EXIT_NONFINITE, EXIT_OK, EXIT_REQUEUE, PreemptionFlag
 from gf_train.train.wandb_sink import check_available as check_wandb
@@ -134,6 +135,9 @@ def train(cfg: RunConfig, run_dir: Path, *, stop_at_step: int | None = None, res
     derived = derive(cfg, info.world_size)
     check_wandb(cfg.log.wandb)
     run_dir = Path(run_dir)
+    if loader_factory is None:  # the real data: every check its manifests allow, before any work (injected
+        # loaders bring their own data); fills model.tokenizer/vocab_hash, which config.yaml then records
+        preflight(cfg, run_dir, resume_from=resume_from, init_from=init_from)
     run_dir.mkdir(parents=True, exist_ok=True)
     flag = PreemptionFlag().install()  # before any DataLoader worker is forked
     device = device_for(info)
@@ -243,7 +247,8 @@ class _Trainer:
         self.engine.train()
         r = eval_result(LossTally.from_vector(all_reduce_sum(tally.vector())), eval_set, manifests)
         assert self.sink is not None
-        self.sink.log({"step": self.step, "val_loss": r.loss, "val_bpb": r.bits_per_byte, "val_tokens": r.tokens})
+        self.sink.log({"step": self.step, "val_loss": r.loss, "val_bpb": r.bits_per_byte, "val_tokens": r.tokens,
+                       "val_samples": r.samples, "val_split_samples": eval_set.total})
 
     # ---- the loop ----
     def run(self, stop_at_step: int | None, resume_from: Path | None, init_from: Path | None) -> int:

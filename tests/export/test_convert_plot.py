@@ -79,3 +79,15 @@ def test_plot_skips_torn_lines_and_missing_series(tmp_path: Path) -> None:
     assert png == run / "metrics.png" and png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
         plot_metrics(tmp_path / "empty")
+
+
+def test_plot_names_the_averaged_loss_and_the_val_set() -> None:
+    from gf_train.export.plot import _label
+
+    rows = [{"step": 5, "loss_avg": 3.0, "loss": 2.9}, {"step": 5, "val_loss": 3.1, "val_samples": 7,
+                                                          "val_split_samples": 7}]
+    assert _label(rows, "loss_avg").startswith("train loss (mean over each logging interval")
+    assert _label(rows, "val_loss") == "val_loss (whole val split, 7 samples)"
+    rows.append({"step": 10, "val_loss": 3.0, "val_samples": 64, "val_split_samples": 5000})
+    assert _label(rows, "val_loss") == "val_loss (fixed random 64 of 5,000 val samples)"
+    assert _label([{"step": 1, "val_loss": 2.0}], "val_loss") == "val_loss"
