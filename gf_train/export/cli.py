@@ -1,4 +1,4 @@
-"""`gf-train export --checkpoint RUN_DIR[/checkpoints/step_N] --out DIR [--dtype bf16|fp32] [--overwrite]`.
+"""`gf-train export --checkpoint RUN_DIR[/checkpoints/step_N] --out DIR [--dtype bf16|fp16|fp32] [--overwrite]`.
 
 Owner: `gf_train.export` (argument parsing only; the work is `gf_train.export.export.export_checkpoint`).
 """
@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="run directory (newest complete checkpoint) or a checkpoints/step_XXXXXXXX directory")
     parser.add_argument("--out", required=True, help="export folder to create")
-    parser.add_argument("--dtype", default="bf16", help="weight dtype in the export: bf16 (default) or fp32")
+    parser.add_argument("--dtype", default="bf16",
+                        help="weight dtype in the export: bf16 (default), fp16 or fp32 (checked before any work)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--max-shard-size", type=_size, default="5GB",
                         help="split model.safetensors into shards + index past this size (default 5GB)")

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="layout of the checkpoint: recursal/GoldFinch-paper or BlinkDL/RWKV-LM x060")
     parser.add_argument("checkpoint", help="the reference .pth state dict")
     parser.add_argument("--out", required=True, help="export folder to create")
-    parser.add_argument("--dtype", default="fp32", help="fp32 (default) or bf16")
+    parser.add_argument("--dtype", default="fp32", help="fp32 (default), bf16 or fp16")
     parser.add_argument("--tokenizer", default="rwkv_world", help="tokenizer to ship (default rwkv_world)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
