@@ -236,14 +236,13 @@ class _Trainer:
         cfg, info = self.cfg, self.info
         if self._val is None:
             source = self.loader_factory(cfg, "val", self.derived, info)
-            eval_set = choose_samples(source.num_samples, cfg.model.ctx_len, cfg.eval.max_tokens,
-                                                 cfg.dist.seed)
+            eval_set = choose_samples(source.num_samples, cfg.model.ctx_len, cfg.eval.max_tokens, cfg.dist.seed)
             self._val = (source, eval_set, _val_manifests(cfg))
             self.log(f"validation set: {eval_set.describe()}")
         source, eval_set, manifests = self._val
         self.engine.eval()
         tally = loss_tally(self.engine, source, eval_set, self.derived.micro_batch, info.rank, info.world_size,
-                               self.device)
+                           self.device)
         self.engine.train()
         r = eval_result(LossTally.from_vector(all_reduce_sum(tally.vector())), eval_set, manifests)
         assert self.sink is not None
