@@ -211,6 +211,16 @@ def test_invalid_unicode_policy(tmp_path: Path, workers: int) -> None:
     assert plain["invalid_unicode"] == "skip" and plain["fingerprint"] != m["fingerprint"]
 
 
+def test_replace_invalid_unicode_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _bad_inputs(tmp_path)
+    out = tmp_path / "o"
+    assert run_main(["--input", str(tmp_path / "surrogate.jsonl"), "--out", str(out), "--seq-len", "2",
+                     "--replace-invalid-unicode"]) == 0
+    assert "invalid Unicode replaced by U+FFFD: 1" in capsys.readouterr().out
+    m = json.loads((out / "manifest.json").read_text())
+    assert (m["invalid_unicode"], m["replaced_records"], m["skipped_records"]) == ("replace", 1, 0)
+
+
 def test_script_rerun_noop_overwrite(tmp_path: Path, docs: list[str]) -> None:
     inp = write_jsonl(tmp_path / "c.jsonl", docs[:200])
     out = tmp_path / "ds"
