@@ -175,9 +175,11 @@ except ImportError:  # pragma: no cover - orjson is a dependency
     _fast_loads = None
 
 
-def _text_of(line: bytes, field: str, replace: bool = False) -> tuple[str, bool]:
-    """The text field of one JSON line and whether invalid Unicode was replaced in it (only with `replace`);
-    raises ValueError (InvalidUnicode for invalid Unicode) with a short reason."""
+def _text_of(line: bytes, field: str, replace: bool = False, replaced: list[str] | None = None) -> str:
+    """The text field of one JSON line; raises ValueError (InvalidUnicode for invalid Unicode) with a short
+    reason. With `replace`, invalid Unicode becomes U+FFFD and one entry is appended to `replaced` (a list,
+    not a second return value: this runs once per document and the common case must stay as cheap as a
+    plain return)."""
     if _fast_loads is not None:
         try:
             rec = _fast_loads(line)
@@ -187,8 +189,8 @@ def _text_of(line: bytes, field: str, replace: bool = False) -> tuple[str, bool]
             if type(rec) is dict:
                 text = rec.get(field)
                 if type(text) is str:  # orjson accepts only valid UTF-8 and no lone surrogates
-                    return text, False
-    return _text_of_json(line, field, replace)
+                    return text
+    return _text_of_json(line, field, replace, replaced)
 
 
 def valid_text(text: str, replace: bool) -> tuple[str, bool]:
@@ -202,17 +204,17 @@ def valid_text(text: str, replace: bool) -> tuple[str, bool]:
     raise InvalidUnicode(f"invalid Unicode (lone surrogate U+{ord(m.group()):04X} at character {m.start()})")
 
 
-def _text_of_json(line: bytes, field: str, replace: bool = False) -> tuple[str, bool]:
-    replaced = False
+def _text_of_json(line: bytes, field: str, replace: bool = False, replaced: list[str] | None = None) -> str:
+    bad_utf8 = False
     try:
         rec = json.loads(line)
     except UnicodeDecodeError as e:
         if not replace:
             raise InvalidUnicode(f"invalid UTF-8 ({e.reason} at byte {e.start})") from None
-        rec, replaced = None, True
+        rec, bad_utf8 = None, True
     except json.JSONDecodeError as e:
         raise ValueError(f"malformed JSON ({e.msg} at column {e.colno})") from None
-    if replaced:
+    if bad_utf8:
         try:
             rec = json.loads(line.decode("utf-8", "replace"))
         except json.JSONDecodeError as e:
@@ -226,7 +228,9 @@ def _text_of_json(line: bytes, field: str, replace: bool = False) -> tuple[str, 
     if not isinstance(text, str):
         raise ValueError(f"field {field!r} is {type(text).__name__}, expected a string")
     text, fixed = valid_text(text, replace)
-    return text, replaced or fixed
+    if (bad_utf8 or fixed) and replaced is not None:
+        replaced.append("invalid Unicode")
+    return text
 
 
 def _jsonl_lines(unit: Unit) -> Iterator[tuple[int, bytes]]:
@@ -273,11 +277,12 @@ def iter_texts(unit: Unit, field: str, skip_bad: bool, on_skip: Callable[[str], 
             on_replace(f"{unit.path}:{where}")
 
     if unit.kind.startswith("jsonl"):
+        fixed: list[str] = []  # _text_of appends when it replaced invalid Unicode
         for key, line in _jsonl_lines(unit):
             if not line.strip():
                 continue
             try:
-                text, fixed = _text_of(line, field, replace_invalid)
+                text = _text_of(line, field, replace_invalid, fixed)
             except ValueError as e:
                 if isinstance(e, DataPrepError):
                     raise
@@ -285,6 +290,7 @@ def iter_texts(unit: Unit, field: str, skip_bad: bool, on_skip: Callable[[str], 
                     _FIX_UNICODE if isinstance(e, InvalidUnicode) else _FIX)
                 continue
             if fixed:
+                fixed.clear()
                 replaced(f"{key if key > 0 else _line_of(unit.path, -key - 1)}")
             yield text
     elif unit.kind == "txt":
