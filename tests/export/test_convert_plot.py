@@ -42,6 +42,8 @@ def test_convert_logits_equal(tmp_path: Path, source: str, arch: str) -> None:
     loaded = load_model(out)
     assert loaded.config.arch == arch and loaded.config.ctx_len == 1024 and loaded.config.n_layer == 6
     assert loaded.tokenizer_spec == "rwkv_world"
+    gf_model = json.loads((out / "config.json").read_text())["gf_model"]
+    assert gf_model["tokenizer"] == "rwkv_world" and gf_model["vocab_hash"]  # eval/generate compare with it
     ids = torch.randint(0, 65536, (2, 20))
     with torch.no_grad():
         want = model(ids)
