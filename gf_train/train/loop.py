@@ -5,6 +5,9 @@ every step boundary the ranks do one small all-reduce of [loss sum, non-finite c
 preemption flag, time-based-save flag]: this gives the logged mean loss and makes every rank take the
 same decision (skip accounting, checkpoint, exit). Step numbers in logs and checkpoint names count
 completed optimizer steps (`step_00000020` = 20 steps done; the first metrics line has step 1).
+Before any work, `preflight` checks the data against the config (paths, vocab, seq_len, tokenizer).
+Training rows log `loss` (the step's mean loss) and `loss_avg` (the mean over the logging interval);
+validation is `gf_train.evaluate` on a set chosen once (`eval.max_tokens`, `dist.seed`).
 
 `model_factory` / `loader_factory` / `flops_fn` default to `gf_train.model` / `gf_train.data`; tests
 inject small stand-ins. Testing hooks (environment): GF_TRAIN_FAULT_NAN_STEPS="5,6" makes the loss of
