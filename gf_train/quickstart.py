@@ -169,17 +169,16 @@ def train_cmd(run_dir: Path, data: Path, steps: int, nproc: int, stop_at: int | 
 
 def unigram_entropy(split_dir: Path) -> float:
     """Entropy (nats) of the token frequencies of a split: the loss of the best context-free model."""
-    import torch
+    import numpy as np
 
-    from gf_train.export.eval import iter_batches
+    from gf_train.data import open_split, read_manifest
 
-    counts: torch.Tensor | None = None
-    for rows in iter_batches(split_dir, 256):
-        c = torch.bincount(rows[:, 1:].flatten(), minlength=65536)
-        counts = c if counts is None else counts + c
-    assert counts is not None
-    p = counts[counts > 0].double() / counts.sum()
-    return float(-(p * p.log()).sum())
+    source = open_split([str(split_dir)], int(read_manifest(split_dir)["seq_len"]))
+    counts = np.zeros(65536, np.int64)
+    for i in range(source.num_samples):
+        counts += np.bincount(np.asarray(source.sample(i)[1:], np.int64), minlength=65536)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,18 +229,20 @@ def main(argv: list[str] | None = None) -> int:
     log(f"exported the final checkpoint (safetensors, HF config + code, tokenizer, model card) -> {export}")
 
     from gf_train.cli.generate import generate_text, report
+    from gf_train.config import load as load_config
     from gf_train.data.tokenizers import load_tokenizer
-    from gf_train.export.eval import evaluate
+    from gf_train.evaluate import evaluate
     from gf_train.export.load import load_model
     from gf_train.export.plot import plot_metrics
 
     loaded = load_model(export)
-    ev = evaluate(loaded.model, data, "val")
+    recipe = load_config([str(RECIPE)], [])  # the trainer's validation set: eval.max_tokens, dist.seed
+    ev = evaluate(loaded.model, data, "val", max_tokens=recipe.eval.max_tokens, seed=recipe.dist.seed)
     h1 = unigram_entropy(data / "train")
     bpb = f"{ev.bits_per_byte:.3f}" if ev.bits_per_byte is not None else "n/a"
-    log(f"validation loss {ev.loss:.3f} nats/token (perplexity {ev.perplexity:.1f}, {bpb} bits/byte) vs the "
-        f"corpus's unigram entropy {h1:.3f} nats/token: {'below' if ev.loss < h1 else 'NOT below'} it by "
-        f"{h1 - ev.loss:+.3f}")
+    log(f"validation loss {ev.loss:.3f} nats/token on {ev.set} (perplexity {ev.perplexity:.1f}, {bpb} bits/byte; "
+        f"the same set and code as the trainer's val_loss and `gf-train eval`) vs the corpus's unigram entropy "
+        f"{h1:.3f} nats/token: {'below' if ev.loss < h1 else 'NOT below'} it by {h1 - ev.loss:+.3f}")
     r = generate_text(loaded.model, load_tokenizer("rwkv_world"), args.prompt, args.max_new_tokens,
                       temperature=0.7, top_p=0.9, seed=0)
     print("---- sample ----\n" + r.text + "\n---- end of sample ----", flush=True)
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     png = plot_metrics(run_dir, out / "metrics.png")
     summary = {"corpus": corpus["path"], "data": str(data), "run": str(run_dir), "export": str(export),
                "plot": str(png), "log": str(logs), "val_loss": ev.loss, "unigram_entropy": h1,
-               "bits_per_byte": ev.bits_per_byte, "seconds": time.perf_counter() - t_start}
+               "bits_per_byte": ev.bits_per_byte, "val_set": ev.set, "seconds": time.perf_counter() - t_start}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"done in {summary['seconds']:.0f} s. Where everything went:")
     for k in ("corpus", "data", "run", "export", "plot", "log"):

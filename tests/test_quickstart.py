@@ -4,6 +4,7 @@ stop + resume -> export -> eval vs unigram entropy -> sample -> plot (marker `sl
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +34,21 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     # stopped midway, then resumed to the end; both launches were torchrun with 2 ranks
     log = (out / "quickstart.log").read_text()
     assert log.count("torch.distributed.run --nproc_per_node 2") == 2 and "--stop-at-step 30" in log
-    steps = [json.loads(line)["step"] for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows]
     assert max(steps) == 60 and 30 in steps
+    # one number for one model and set: the printed validation loss (gf_train.evaluate on the export) is the
+    # trainer's last val_loss (gf_train.evaluate on the engine, 2 ranks), on the whole val split, named as such
+    printed = re.search(r"validation loss (\d+\.\d{3}) nats/token on the whole val split \(", res.stdout)
+    assert printed, res.stdout[-3000:]
+    val = [r for r in rows if "val_loss" in r]
+    assert [r["step"] for r in val] == [30, 60] and f"{val[-1]['val_loss']:.3f}" == printed.group(1)
+    assert abs(summary["val_loss"] - val[-1]["val_loss"]) < 1e-4
+    assert val[-1]["val_tokens"] == manifest["splits"]["val"]["samples"] * manifest["seq_len"]
+    assert "validation set: the whole val split" in log
+    # the console line and the plot show the loss averaged over each logging interval
+    train_rows = [r for r in rows if "loss" in r]
+    assert all("loss_avg" in r and r["grad_norm"] is not None for r in train_rows)
     assert (out / "run" / "checkpoints" / "step_00000060" / "COMPLETE").is_file()
     # the model learned something: validation loss clearly under the corpus's unigram entropy
     assert summary["val_loss"] < summary["unigram_entropy"] - 0.3, summary

@@ -25,6 +25,8 @@ def add_tokenize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--skip-bad-records", action="store_true", help="count and skip malformed records, don't fail")
+    p.add_argument("--replace-invalid-unicode", action="store_true",
+                   help="replace invalid Unicode (bad UTF-8, lone surrogates) by U+FFFD instead of failing/skipping")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -37,6 +39,7 @@ def tokenize_main(args: argparse.Namespace) -> int:
         m = tokenize_corpus(args.input, args.out, args.tokenizer, args.seq_len, text_field=args.text_field,
                             val_fraction=args.val_fraction, val_docs=args.val_docs, workers=args.workers,
                             overwrite=args.overwrite, skip_bad_records=args.skip_bad_records, eos=args.eos,
+                            replace_invalid_unicode=args.replace_invalid_unicode,
                             progress=not args.no_progress)
     except DataPrepError as e:
         print(f"error: {e}", file=sys.stderr)

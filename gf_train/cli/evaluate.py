@@ -1,6 +1,7 @@
 """`gf-train eval --model DIR|CHECKPOINT --data MDS_DIR`: loss, perplexity and bits per byte.
 
-Owner: `gf_train.cli` (argument parsing only; the work is `gf_train.export.eval.evaluate`).
+Owner: `gf_train.cli` (argument parsing only; the work is `gf_train.evaluate.evaluate`, the trainer's
+validation code). The model's tokenizer must be the data's (`gf_train.tokenizer_identity`).
 """
 
 from __future__ import annotations
@@ -14,22 +15,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="tokenized dataset (data_prep/tokenize.py --out) or a split")
     parser.add_argument("--split", default="val", help="split folder when --data is a dataset root (default val)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="token budget: a larger split is evaluated on a fixed random subset of this many "
+                             "tokens drawn with --seed, as the trainer's eval.max_tokens / dist.seed (default: all)")
+    parser.add_argument("--seed", type=int, default=1337, help="seed of the subset (the run's dist.seed)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
 def main(args: argparse.Namespace) -> int:
-    from gf_train.export.eval import evaluate
+    from gf_train.evaluate import evaluate, resolve_split
     from gf_train.export.load import load_model
+    from gf_train.tokenizer_identity import check_data_tokenizer
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise ValueError(f"--max-tokens must be >= 1, got {args.max_tokens}")
+    split_dir, _ = resolve_split(args.data, args.split)  # checks before the model is loaded
+    check_data_tokenizer(args.model, split_dir)
     loaded = load_model(args.model)
-    r = evaluate(loaded.model, args.data, args.split, args.batch_size, args.max_samples)
+    r = evaluate(loaded.model, split_dir, args.split, args.batch_size, args.max_tokens, args.seed)
     if args.json:
-        print(json.dumps(r.__dict__))
+        print(json.dumps(r.to_dict()))
     else:
         bpb = "n/a (no manifest)" if r.bits_per_byte is None else f"{r.bits_per_byte:.4f}"
-        print(f"split {r.split}: {r.samples} samples, {r.tokens} predicted tokens\n"
+        print(f"split {r.split}: {r.set}; {r.samples} samples, {r.tokens} predicted tokens\n"
               f"loss {r.loss:.4f} nats/token  perplexity {r.perplexity:.2f}  bits per byte {bpb}")
     return 0

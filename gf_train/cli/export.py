@@ -1,4 +1,4 @@
-"""`gf-train export --checkpoint RUN_DIR[/checkpoints/step_N] --out DIR [--dtype bf16|fp32|fp16] [--overwrite]`.
+"""`gf-train export --checkpoint RUN_DIR[/checkpoints/step_N] --out DIR [--dtype bf16|fp16|fp32] [--overwrite]`.
 
 Owner: `gf_train.cli` (argument parsing only; the work is `gf_train.export.export.export_checkpoint`).
 """

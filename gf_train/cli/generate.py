@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=0.85)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--tokenizer", default=None, help="tokenizer spec (default: the model's own)")
+    parser.add_argument("--tokenizer", default=None,
+                        help="tokenizer spec, for a model that records none (default: the model's own; another "
+                             "tokenizer than the model's is refused)")
 
 
 @dataclass
@@ -96,7 +98,10 @@ def report(r: GenerationResult, cfg: Any) -> str:
 def main(args: argparse.Namespace) -> int:
     from gf_train.data.tokenizers import load_tokenizer
     from gf_train.export.load import load_model
+    from gf_train.tokenizer_identity import check_prompt_tokenizer
 
+    if args.tokenizer is not None:
+        check_prompt_tokenizer(args.model, args.tokenizer)
     loaded = load_model(args.model)
     spec = args.tokenizer or loaded.tokenizer_spec
     if spec is None:

@@ -45,6 +45,8 @@ class DataConfig:
     """Samples per training epoch when mixing streams; null: all samples of all streams."""
     clean_stale_shm: bool = True
     """Remove streaming shared memory left by crashed runs (never a live job's) before loading."""
+    allow_new_tokenizer: bool = False
+    """Deliberate: accept --init-from weights trained with another tokenizer (continued pretraining with a new one)."""
 
     def __post_init__(self) -> None:
         if self.num_workers < 0:

@@ -52,6 +52,10 @@ class ModelConfig:
     """Attention kernel: auto, flash, sdpa or naive."""
     grad_cp: bool = False
     """Activation checkpointing per block (less memory, one more forward)."""
+    tokenizer: str | None = None
+    """Tokenizer the model is trained with (gf_train.tokenizer_identity); null: taken from the data manifests."""
+    vocab_hash: str | None = None
+    """Hash of that tokenizer's vocabulary; null: taken from the data manifests (checkpoints and exports record it)."""
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:

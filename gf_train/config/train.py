@@ -144,5 +144,10 @@ class LogConfig:
 class EvalConfig:
     every_steps: int | None = None
     """Validate every N steps (when data.val is set); null: only after the last step."""
-    max_batches: int = 20
-    """Micro-batches per rank in one validation pass."""
+    max_tokens: int | None = 1 << 20
+    """Validation budget in predicted tokens: the whole val split when it fits, else a fixed random subset
+    of max_tokens // ctx_len samples drawn once with dist.seed; null: always the whole split."""
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"eval.max_tokens must be >= 1 or null (the whole val split), got {self.max_tokens}")

@@ -4,6 +4,7 @@ Knows no model. Importing this package is cheap: `build_loader` imports mosaicml
 torch and transformers) only when called. Public API:
 
 * `build_loader(cfg, split, *, seq_len, micro_batch, global_batch, world_size, rank) -> Loader`
+* `open_split(paths, seq_len) -> Loader`: random access by sample id (`num_samples`, `sample(i)`)
 * `read_manifest(path)`, `check_vocab(source, model_vocab_size)`, `bits_per_byte(loss, manifest)`
 * `tokenizers.load_tokenizer(spec)`, `tokenize.tokenize_corpus(...)`, `compat.ensure_torchvision()`
 """
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from gf_train.config.data import DataConfig
     from gf_train.data.loader import Loader
 
-__all__ = ["build_loader", "read_manifest", "check_vocab", "bits_per_byte", "bytes_per_token"]
+__all__ = ["build_loader", "open_split", "read_manifest", "check_vocab", "bits_per_byte", "bytes_per_token"]
 
 
 def build_loader(cfg: DataConfig, split: str, *, seq_len: int, micro_batch: int, global_batch: int,
@@ -28,3 +29,10 @@ def build_loader(cfg: DataConfig, split: str, *, seq_len: int, micro_batch: int,
 
     return _build(cfg, split, seq_len=seq_len, micro_batch=micro_batch, global_batch=global_batch,
                   world_size=world_size, rank=rank)
+
+
+def open_split(paths: list[str], seq_len: int, *, world_size: int = 1, rank: int = 0) -> Loader:
+    """See `gf_train.data.loader.open_split`."""
+    from gf_train.data.loader import open_split as _open
+
+    return _open(paths, seq_len, world_size=world_size, rank=rank)

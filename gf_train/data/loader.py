@@ -17,7 +17,8 @@ Owns `build_loader` and `Loader`. Design (chosen for exact and elastic resume):
 * State = (epoch, step in epoch, micro-batch within the step), identical on all ranks. A state saved on
   W ranks loads on W' ranks with the same G at a step boundary (the trainer saves there); a state saved
   mid-step needs the same world size and micro batch.
-* Validation: unshuffled natural order, one pass of floor(N / (micro_batch * W)) steps, `iter(max_batches)`.
+* Validation: unshuffled natural order, one pass of floor(N / (micro_batch * W)) steps, `iter(max_batches)`;
+  or random access by global sample id (`num_samples`, `sample(i)`), which `gf_train.evaluate` uses.
 
 Environment: call `build_loader` on every rank (streaming's shm registration uses barriers when
 torch.distributed is initialised). RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE, which streaming reads,
@@ -157,6 +158,19 @@ class Loader:
             self._order_epoch, self._order = epoch, np.asarray(ids, np.int64)
         return self._order
 
+    @property
+    def num_samples(self) -> int:
+        """Samples of all streams (natural sizes)."""
+        return int(self.ds.num_samples)
+
+    def sample(self, i: int) -> np.ndarray:
+        """Tokens [seq_len + 1] of global sample id `i` (the streams' samples one after the other)."""
+        row = self.ds[int(i)]["tokens"]
+        if len(row) != self.seq_len + 1:
+            raise ValueError(f"an MDS sample has {len(row)} tokens but seq_len + 1 = {self.seq_len + 1}; set the "
+                             "model's ctx_len to the dataset's seq_len or re-tokenize")
+        return row
+
     def __len__(self) -> int:
         """Micro-batches per rank in one epoch (one validation pass)."""
         return len(self.epoch_order(0)) // self.step_samples * self.accum
@@ -209,3 +223,11 @@ def build_loader(cfg: DataConfig, split: str, *, seq_len: int, micro_batch: int,
     """The loader of `split` for this rank (see module docstring for the ordering contract)."""
     return Loader(cfg, split, seq_len=seq_len, micro_batch=micro_batch, global_batch=global_batch,
                   world_size=world_size, rank=rank)
+
+
+def open_split(paths: list[str], seq_len: int, *, world_size: int = 1, rank: int = 0) -> Loader:
+    """Random access (`num_samples`, `sample(i)`) to the samples of local MDS split folders, in their natural
+    order (for evaluation)."""
+    cfg = DataConfig(val=[StreamConfig(path=p) for p in paths], shuffle=False)
+    return Loader(cfg, "val", seq_len=seq_len, micro_batch=1, global_batch=world_size, world_size=world_size,
+                  rank=rank)

@@ -4,7 +4,8 @@ Owns `read_manifest`, `check_vocab` and `bits_per_byte`. Layout written by `gf_t
 
     <out>/manifest.json     tokenizer {name, spec, vocab_size, eos_id, vocab_hash}, seq_len, sample_tokens,
                             dtype, splits {train|val: docs, empty_docs, tokens, samples, remainder_tokens,
-                            utf8_bytes}, skipped_records (+ examples), inputs [{path, size, mtime_ns,
+                            utf8_bytes}, skipped_records (+ examples), invalid_unicode (the text policy:
+                            error | skip | replace), replaced_records (+ examples), inputs [{path, size, mtime_ns,
                             xxh3_128, skipped_records}], tool + tool_version, fingerprint, created
     <out>/train/index.json  MDS (zstd), column `tokens`: ndarray:<dtype>:<seq_len + 1>
     <out>/val/index.json

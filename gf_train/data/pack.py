@@ -53,6 +53,8 @@ class UnitStats:
     nbytes: int = 0
     skipped: int = 0
     skipped_examples: list[str] = field(default_factory=list)
+    replaced: int = 0  # records whose invalid Unicode became U+FFFD (--replace-invalid-unicode)
+    replaced_examples: list[str] = field(default_factory=list)
     splits: dict[str, list] | None = None  # per split [docs, tokens, utf8_bytes], when decided in pass 1
 
 
@@ -71,8 +73,9 @@ _STRUCT_CODE = {"uint16": "H", "uint32": "I"}  # native order, like numpy's
 
 
 def tokenize_unit(unit: Unit, index: int, work_dir: str, spec: str, eos: int | str | None, dtype: str,
-                  text_field: str, skip_bad: bool, cut: int | None) -> UnitStats:
-    """Pass 1 for one unit. Returns its counts; writes units/{index:06d}.tok under work_dir and, with `cut`
+                  text_field: str, skip_bad: bool, cut: int | None, replace_invalid: bool = False) -> UnitStats:
+    """Pass 1 for one unit (`replace_invalid`: the text policy of `readers.iter_texts`). Returns its counts;
+    writes units/{index:06d}.tok under work_dir and, with `cut`
     (`val_cut`), the unit's split runs (`stats.splits`), else (`--val-docs`) the per-document .npz."""
     from xxhash import xxh3_64_intdigest
 
@@ -89,6 +92,11 @@ def tokenize_unit(unit: Unit, index: int, work_dir: str, spec: str, eos: int | s
         stats.skipped += 1
         if len(stats.skipped_examples) < 5:
             stats.skipped_examples.append(msg)
+
+    def on_replace(where: str) -> None:
+        stats.replaced += 1
+        if len(stats.replaced_examples) < 5:
+            stats.replaced_examples.append(where)
 
     out_path = Path(work_dir) / "units" / f"{index:06d}.tok"
     with open(out_path, "wb") as out:
@@ -108,11 +116,11 @@ def tokenize_unit(unit: Unit, index: int, work_dir: str, spec: str, eos: int | s
 
         batch: list[str] = []
         chars = 0
-        for text in iter_texts(unit, text_field, skip_bad, on_skip):
+        for text in iter_texts(unit, text_field, skip_bad, on_skip, replace_invalid, on_replace):
             if not text:
                 stats.empty_docs += 1
                 continue
-            raw = text.encode("utf-8", "surrogatepass")
+            raw = text.encode("utf-8")  # strict: iter_texts yields valid Unicode only
             nbytes.append(len(raw))
             hashes.append(xxh3_64_intdigest(raw))
             batch.append(text)

@@ -7,8 +7,13 @@ Documents: one per non-blank jsonl line (field `text_field`), one per .txt file,
 row. Empty texts are counted (`empty_docs`) and skipped. Units: plain .jsonl files are cut into byte
 ranges of `chunk_bytes` aligned to line starts; .gz/.zst/.txt/.arrow files are one unit each; parquet
 files one unit per row group. Errors are `DataPrepError`s naming the file and line (or row) and the fix;
-record-level ones (bad JSON, missing/non-string field, invalid UTF-8, null value) become counted skips
+record-level ones (bad JSON, missing/non-string field, invalid Unicode, null value) become counted skips
 with `skip_bad=True`.
+
+Text policy for invalid Unicode (undecodable UTF-8 bytes, and lone surrogate escapes like `"\\ud800"`
+that JSON allows but no tokenizer can encode): an error by default, a counted skip with `skip_bad`, or,
+with `replace_invalid=True`, each bad byte sequence / lone surrogate becomes U+FFFD (counted through
+`on_replace`). Every text `iter_texts` yields is valid Unicode (encodes to UTF-8 strictly).
 """
 
 from __future__ import annotations
@@ -18,12 +23,20 @@ import gzip
 import io
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 SUFFIXES = (".jsonl.gz", ".jsonl.zst", ".jsonl", ".txt", ".parquet")
 _FIX = "fix the record or pass --skip-bad-records to skip it"
+_FIX_UNICODE = ("fix the record, pass --skip-bad-records to skip it, or --replace-invalid-unicode to replace the bad "
+                "characters by U+FFFD")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # what json.loads leaves of an unpaired \\uD800-\\uDFFF escape
+
+
+class InvalidUnicode(ValueError):
+    """A record whose text is not valid Unicode (undecodable UTF-8, lone surrogate)."""
 
 
 class DataPrepError(ValueError):
@@ -162,8 +175,11 @@ except ImportError:  # pragma: no cover - orjson is a dependency
     _fast_loads = None
 
 
-def _text_of(line: bytes, field: str) -> str:
-    """The text field of one JSON line; raises ValueError with a short reason."""
+def _text_of(line: bytes, field: str, replace: bool = False, replaced: list[str] | None = None) -> str:
+    """The text field of one JSON line; raises ValueError (InvalidUnicode for invalid Unicode) with a short
+    reason. With `replace`, invalid Unicode becomes U+FFFD and one entry is appended to `replaced` (a list,
+    not a second return value: this runs once per document and the common case must stay as cheap as a
+    plain return)."""
     if _fast_loads is not None:
         try:
             rec = _fast_loads(line)
@@ -172,18 +188,37 @@ def _text_of(line: bytes, field: str) -> str:
         else:
             if type(rec) is dict:
                 text = rec.get(field)
-                if type(text) is str:
+                if type(text) is str:  # orjson accepts only valid UTF-8 and no lone surrogates
                     return text
-    return _text_of_json(line, field)
+    return _text_of_json(line, field, replace, replaced)
 
 
-def _text_of_json(line: bytes, field: str) -> str:
+def valid_text(text: str, replace: bool) -> tuple[str, bool]:
+    """`text` unchanged if it is valid Unicode; else with every lone surrogate replaced by U+FFFD (`replace`),
+    or InvalidUnicode naming the first one."""
+    m = _LONE_SURROGATE.search(text)
+    if m is None:
+        return text, False
+    if replace:
+        return _LONE_SURROGATE.sub("\ufffd", text), True
+    raise InvalidUnicode(f"invalid Unicode (lone surrogate U+{ord(m.group()):04X} at character {m.start()})")
+
+
+def _text_of_json(line: bytes, field: str, replace: bool = False, replaced: list[str] | None = None) -> str:
+    bad_utf8 = False
     try:
         rec = json.loads(line)
     except UnicodeDecodeError as e:
-        raise ValueError(f"invalid UTF-8 ({e.reason} at byte {e.start})") from None
+        if not replace:
+            raise InvalidUnicode(f"invalid UTF-8 ({e.reason} at byte {e.start})") from None
+        rec, bad_utf8 = None, True
     except json.JSONDecodeError as e:
         raise ValueError(f"malformed JSON ({e.msg} at column {e.colno})") from None
+    if bad_utf8:
+        try:
+            rec = json.loads(line.decode("utf-8", "replace"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"malformed JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(rec, dict):
         raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
     if field not in rec:
@@ -192,6 +227,9 @@ def _text_of_json(line: bytes, field: str) -> str:
     text = rec[field]
     if not isinstance(text, str):
         raise ValueError(f"field {field!r} is {type(text).__name__}, expected a string")
+    text, fixed = valid_text(text, replace)
+    if (bad_utf8 or fixed) and replaced is not None:
+        replaced.append("invalid Unicode")
     return text
 
 
@@ -223,32 +261,49 @@ def _jsonl_lines(unit: Unit) -> Iterator[tuple[int, bytes]]:
         raw.close()
 
 
-def iter_texts(unit: Unit, field: str, skip_bad: bool, on_skip: Callable[[str], None]) -> Iterator[str]:
-    """The documents of `unit` in order. Bad records raise DataPrepError or, with skip_bad, call on_skip(msg)."""
+def iter_texts(unit: Unit, field: str, skip_bad: bool, on_skip: Callable[[str], None], replace_invalid: bool = False,
+               on_replace: Callable[[str], None] | None = None) -> Iterator[str]:
+    """The documents of `unit` in order. Bad records raise DataPrepError or, with skip_bad, call on_skip(msg);
+    with replace_invalid, invalid Unicode becomes U+FFFD and on_replace(where) is called (see module docstring)."""
 
-    def bad(where: str, why: str) -> None:
+    def bad(where: str, why: str, fix: str = _FIX) -> None:
         msg = f"{unit.path}:{where}: {why}"
         if not skip_bad:
-            raise DataPrepError(f"{msg}; {_FIX}")
+            raise DataPrepError(f"{msg}; {fix}")
         on_skip(msg)
 
+    def replaced(where: str) -> None:
+        if on_replace is not None:
+            on_replace(f"{unit.path}:{where}")
+
     if unit.kind.startswith("jsonl"):
+        fixed: list[str] = []  # _text_of appends when it replaced invalid Unicode
         for key, line in _jsonl_lines(unit):
             if not line.strip():
                 continue
             try:
-                yield _text_of(line, field)
+                text = _text_of(line, field, replace_invalid, fixed)
             except ValueError as e:
                 if isinstance(e, DataPrepError):
                     raise
-                bad(f"{key if key > 0 else _line_of(unit.path, -key - 1)}", str(e))
+                bad(f"{key if key > 0 else _line_of(unit.path, -key - 1)}", str(e),
+                    _FIX_UNICODE if isinstance(e, InvalidUnicode) else _FIX)
+                continue
+            if fixed:
+                fixed.clear()
+                replaced(f"{key if key > 0 else _line_of(unit.path, -key - 1)}")
+            yield text
     elif unit.kind == "txt":
         data = Path(unit.path).read_bytes()
         try:
             yield data.decode("utf-8")
         except UnicodeDecodeError as e:
             line = data.count(b"\n", 0, e.start) + 1
-            bad(f"{line}", f"invalid UTF-8 ({e.reason} at byte {e.start})")
+            if replace_invalid:
+                replaced(f"{line}")
+                yield data.decode("utf-8", "replace")
+            else:
+                bad(f"{line}", f"invalid UTF-8 ({e.reason} at byte {e.start})", _FIX_UNICODE)
     elif unit.kind == "parquet":
         pf = _open_parquet(unit.path)
         names = pf.schema_arrow.names

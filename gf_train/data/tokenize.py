@@ -216,7 +216,8 @@ class _Scheduler:
 
 
 def _manifest(fp: str, tok_info: dict[str, Any], lay: plan.Layout, text_field: str, val_fraction: float,
-              val_docs: int | None, files: list[InputFile], units: list[Unit], passes: _Passes) -> dict[str, Any]:
+              val_docs: int | None, files: list[InputFile], units: list[Unit], passes: _Passes,
+              invalid_unicode: str) -> dict[str, Any]:
     per_file: dict[str, int] = {}
     for u, s in zip(units, passes.stats):
         per_file[u.path] = per_file.get(u.path, 0) + s.skipped
@@ -229,6 +230,8 @@ def _manifest(fp: str, tok_info: dict[str, Any], lay: plan.Layout, text_field: s
         "splits": passes.splits, "empty_docs": sum(s.empty_docs for s in passes.stats),
         "skipped_records": sum(s.skipped for s in passes.stats),
         "skipped_examples": [e for s in passes.stats for e in s.skipped_examples][:20],
+        "invalid_unicode": invalid_unicode, "replaced_records": sum(s.replaced for s in passes.stats),
+        "replaced_examples": [e for s in passes.stats for e in s.replaced_examples][:20],
         "inputs": [{"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "xxh3_128": h,
                     "skipped_records": per_file.get(f.path, 0)} for f, h in zip(files, passes.hashes)],
     }
@@ -249,7 +252,8 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
                     val_fraction: float = 0.0, val_docs: int | None = None, workers: int = 1,
                     overwrite: bool = False, skip_bad_records: bool = False, eos: int | str | None = None,
                     progress: bool = True, part_samples: int | None = None, shard_bytes: int = 1 << 26,
-                    chunk_bytes: int = 2 << 20, log: Any = print) -> dict[str, Any]:
+                    chunk_bytes: int = 2 << 20, log: Any = print, replace_invalid_unicode: bool = False
+                    ) -> dict[str, Any]:
     """Tokenize `inputs` into `out` (see module docstring). Returns the manifest (`status`: written | noop)."""
     _check_arguments(seq_len, val_fraction, val_docs, workers)
     if workers > 1:
@@ -263,7 +267,8 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
     lay = plan.layout(seq_len, tok.vocab_size, val_fraction=val_fraction, val_docs=val_docs,
                       part_samples=part_samples, shard_bytes=shard_bytes)
     settings = {"seq_len": seq_len, "text_field": text_field, "val_fraction": val_fraction, "val_docs": val_docs,
-                "skip_bad_records": skip_bad_records, "dtype": lay.dtype}
+                "skip_bad_records": skip_bad_records, "dtype": lay.dtype,
+                "invalid_unicode": text_policy(skip_bad_records, replace_invalid_unicode)}
     fp = _fingerprint(files, tok.info(), settings)
     if _check_output(out, fp, overwrite):
         log(f"{out} already holds this dataset (same inputs and arguments): nothing to do")
@@ -282,12 +287,13 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
         if workers > 1:
             pool = mp.get_context("forkserver").Pool(workers, initializer=_init_worker, initargs=(tok.spec, eos))
         bar = _Progress(sum(u.nbytes for u in units), progress)
-        unit_args = (tok.spec, eos, lay.dtype, text_field, skip_bad_records, lay.val_cut)
+        unit_args = (tok.spec, eos, lay.dtype, text_field, skip_bad_records, lay.val_cut, replace_invalid_unicode)
         passes = _Scheduler(Jobs(pool, workers), lay, files, units, work, unit_args, workers, bar).run(val_docs)
         for sp, info in passes.splits.items():
             assert pack.merge_parts(work / sp, plan.parts_of(passes.entries, sp)) == info["samples"]
         pack.remove_units(str(work))
-        manifest = _manifest(fp, tok.info(), lay, text_field, val_fraction, val_docs, files, units, passes)
+        manifest = _manifest(fp, tok.info(), lay, text_field, val_fraction, val_docs, files, units, passes,
+                             settings["invalid_unicode"])
         write_manifest(work, manifest)
         _publish(work, out)
     except BaseException:
@@ -301,6 +307,11 @@ def tokenize_corpus(inputs: list[str], out: str | Path, tokenizer: str, seq_len:
     return manifest
 
 
+def text_policy(skip_bad_records: bool, replace_invalid_unicode: bool) -> str:
+    """What happens to a record with invalid Unicode (manifest key `invalid_unicode`): error | skip | replace."""
+    return "replace" if replace_invalid_unicode else "skip" if skip_bad_records else "error"
+
+
 def summary(m: dict[str, Any]) -> str:
     t = m["tokenizer"]
     lines = [f"tokenizer {t['name']} (vocab {t['vocab_size']}, eos {t['eos_id']})"
@@ -310,4 +321,6 @@ def summary(m: dict[str, Any]) -> str:
                      f"{s['remainder_tokens']:,} final tokens dropped, {s['utf8_bytes']:,} UTF-8 bytes")
     lines.append(f"  skipped records: {m['skipped_records']:,}; empty documents: {m['empty_docs']:,}")
     lines += [f"    {e}" for e in m.get("skipped_examples", [])[:5]]
+    if m.get("replaced_records"):
+        lines.append(f"  records with invalid Unicode replaced by U+FFFD: {m['replaced_records']:,}")
     return "\n".join(lines)

@@ -136,6 +136,17 @@ def zero_nonfinite_grads_stage0(engine: Any) -> bool:
     return False
 
 
+def global_grad_norm_stage0(engine: Any) -> float:
+    """L2 norm of all gradients before clipping, what DeepSpeed reports at ZeRO 1-3 and not at stage 0.
+    Call after the last backward of a step (gradients are all-reduced there), before `engine.step()`.
+    NaN when the gradients were dropped (`zero_nonfinite_grads_stage0`)."""
+    grads = [p.grad for p in engine.module.parameters() if p.grad is not None]
+    if not grads:
+        return float("nan")
+    norms = torch._foreach_norm(grads, 2.0)
+    return float(torch.linalg.vector_norm(torch.stack([n.float() for n in norms]), 2.0))
+
+
 # ---- collectives (no-ops semantics for world size 1 handled by torch.distributed itself) ----
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:

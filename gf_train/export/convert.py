@@ -59,6 +59,7 @@ def convert_reference(source: str, checkpoint: str | Path, out: str | Path, over
         from gf_train.data.tokenizers import load_tokenizer
 
         tok = load_tokenizer(tokenizer)
+        cfg.tokenizer, cfg.vocab_hash = tok.name, tok.vocab_hash  # the export's gf_model records it
     card = CardInfo(name=f"{Path(checkpoint).stem} ({source}, converted)", model={}, n_params=param_count(cfg),
                     dtype=dtype, tokenizer=tok.name if tok is not None else "none",
                     source=f"converted from {source} checkpoint {Path(checkpoint).name}")

@@ -1,7 +1,10 @@
 """Plot a run's metrics.jsonl (loss, lr, tokens/s, MFU against step) into a PNG with matplotlib's Agg backend.
 
-Owner: `gf_train.export`. Reads the JSON lines the trainer writes (keys `step`, `loss`, `val_loss`, `lr`,
-`tokens_per_s`, `mfu`); lines that are not JSON objects (a torn last line after a crash) are skipped.
+Owner: `gf_train.export`. Reads the JSON lines the trainer writes (keys `step`, `loss_avg`, `loss`, `val_loss`,
+`lr`, `tokens_per_s`, `mfu`); lines that are not JSON objects (a torn last line after a crash) are skipped.
+The training loss drawn is `loss_avg`, the mean over each logging interval (runs logged before it existed:
+`loss`, the logged step's own loss); the validation loss is `val_loss` (`gf_train.evaluate`, the set the
+run's log names).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-PANELS = (("loss", ("loss", "val_loss")), ("learning rate", ("lr",)), ("tokens / s", ("tokens_per_s",)),
+PANELS = (("loss", ("loss_avg", "val_loss")), ("learning rate", ("lr",)), ("tokens / s", ("tokens_per_s",)),
           ("MFU", ("mfu",)))
 
 
@@ -42,6 +45,19 @@ def series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[floa
     return xs, ys
 
 
+def _label(rows: list[dict[str, Any]], key: str) -> str:
+    """Series name; the validation loss says which set it was measured on (trainer rows carry the counts)."""
+    if key == "loss_avg":
+        return "train loss (mean over each logging interval)"
+    if key == "val_loss":
+        last = next((r for r in reversed(rows) if "val_loss" in r), {})
+        n, total = last.get("val_samples"), last.get("val_split_samples")
+        if isinstance(n, int) and isinstance(total, int):
+            return f"val_loss (whole val split, {total:,} samples)" if n == total else \
+                f"val_loss (fixed random {n:,} of {total:,} val samples)"
+    return key
+
+
 def plot_metrics(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the 2x2 figure; default path RUN_DIR/metrics.png. Returns the PNG path."""
     import matplotlib
@@ -59,8 +75,11 @@ def plot_metrics(run_dir: str | Path, out: str | Path | None = None) -> Path:
         drawn = False
         for key in keys:
             xs, ys = series(rows, key)
+            if not xs and key == "loss_avg":  # metrics written before loss_avg existed
+                key = "loss"
+                xs, ys = series(rows, key)
             if xs:
-                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=_label(rows, key))
                 drawn = True
         if not drawn:
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)

@@ -42,7 +42,8 @@ COMPLETE = "COMPLETE"
 CLIENT_STATE = "client_state.json"
 _STEP_RE = re.compile(r"step_(\d{8})")
 # Model fields that do not change the weights' meaning: they may differ on resume (logged).
-NON_ARCH_MODEL_FIELDS = frozenset({"wkv_backend", "attn_backend", "grad_cp", "ctx_len", "l2wrap", "rope_rescale"})
+NON_ARCH_MODEL_FIELDS = frozenset({"wkv_backend", "attn_backend", "grad_cp", "ctx_len", "l2wrap", "rope_rescale",
+                                   "tokenizer", "vocab_hash"})  # tokenizer: checked by train.preflight
 
 
 def step_name(step: int) -> str:

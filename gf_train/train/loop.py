@@ -5,6 +5,9 @@ every step boundary the ranks do one small all-reduce of [loss sum, non-finite c
 preemption flag, time-based-save flag]: this gives the logged mean loss and makes every rank take the
 same decision (skip accounting, checkpoint, exit). Step numbers in logs and checkpoint names count
 completed optimizer steps (`step_00000020` = 20 steps done; the first metrics line has step 1).
+Before any work, `preflight` checks the data against the config (paths, vocab, seq_len, tokenizer).
+Training rows log `loss` (the step's mean loss) and `loss_avg` (the mean over the logging interval);
+validation is `gf_train.evaluate` on a set chosen once (`eval.max_tokens`, `dist.seed`).
 
 `model_factory` / `loader_factory` / `flops_fn` default to `gf_train.model` / `gf_train.data`; tests
 inject small stand-ins. Testing hooks (environment): GF_TRAIN_FAULT_NAN_STEPS="5,6" makes the loss of
@@ -37,15 +40,18 @@ from gf_train.distributed.engine import (
     device_for,
     ds_config,
     engine_optimizer_groups,
+    global_grad_norm_stage0,
     init_distributed,
     shutdown,
     zero_nonfinite_grads_stage0,
 )
 from gf_train.distributed.info import DistInfo, read_dist_info
+from gf_train.evaluate import EvalSet, LossTally, choose_samples, eval_result, loss_tally
 from gf_train.train import resume as rs
 from gf_train.train.checkpoint import capture_rng
 from gf_train.train.metrics import MetricsSink, StepTimer, memory_gb, mfu, peak_tflops
 from gf_train.train.optim import describe, param_groups, strip_names
+from gf_train.train.preflight import preflight
 from gf_train.train.schedule import schedule_fn
 from gf_train.train.signals import EXIT_NONFINITE, EXIT_OK, EXIT_REQUEUE, PreemptionFlag
 from gf_train.train.wandb_sink import check_available as check_wandb
@@ -75,16 +81,17 @@ def _default_flops(model_cfg: Any) -> float | None:
     return float(flops_per_token(model_cfg))
 
 
-def _bits_per_byte(cfg: RunConfig, loss: float) -> float | None:
-    """Bits per UTF-8 byte of the validation data, from its manifest (None if it has no byte counts)."""
-    if not cfg.data.val:
-        return None
-    try:
-        from gf_train.data import bits_per_byte, read_manifest
+def _val_manifests(cfg: RunConfig) -> list[dict[str, Any]]:
+    """The manifests of the validation streams that have one (for bits per byte)."""
+    from gf_train.data import read_manifest
 
-        return float(bits_per_byte(loss, read_manifest(cfg.data.val[0].path), "val"))
-    except (ImportError, FileNotFoundError, KeyError, ValueError, ZeroDivisionError):
-        return None
+    out = []
+    for s in cfg.data.val:
+        try:
+            out.append(read_manifest(s.path))
+        except (FileNotFoundError, ValueError):
+            pass
+    return out
 
 
 def _seed_all(seed: int) -> None:
@@ -133,6 +140,9 @@ def train(cfg: RunConfig, run_dir: Path, *, stop_at_step: int | None = None, res
         warn_ineffective_settings(cfg, info.world_size)
     check_wandb(cfg.log.wandb)
     run_dir = Path(run_dir)
+    if loader_factory is None:  # the real data: every check its manifests allow, before any work (injected
+        # loaders bring their own data); fills model.tokenizer/vocab_hash, which config.yaml then records
+        preflight(cfg, run_dir, resume_from=resume_from, init_from=init_from)
     run_dir.mkdir(parents=True, exist_ok=True)
     flag = PreemptionFlag().install()  # before any DataLoader worker is forked
     device = device_for(info)
@@ -157,6 +167,7 @@ class _Trainer:
         self.tokens = 0
         self.skipped = 0
         self.sink: MetricsSink | None = None
+        self._val: tuple[Any, EvalSet, list[dict[str, Any]]] | None = None
 
     def log(self, text: str) -> None:
         if self.info.is_main:
@@ -225,26 +236,23 @@ class _Trainer:
         return path
 
     def evaluate(self) -> None:
-        cfg = self.cfg
-        loader = self.loader_factory(cfg, "val", self.derived, self.info)
+        """Validation through `gf_train.evaluate` (the code of `gf-train eval`): the same set at every eval,
+        the whole val split within `eval.max_tokens`, else a subset fixed by `dist.seed`."""
+        cfg, info = self.cfg, self.info
+        if self._val is None:
+            source = self.loader_factory(cfg, "val", self.derived, info)
+            eval_set = choose_samples(source.num_samples, cfg.model.ctx_len, cfg.eval.max_tokens, cfg.dist.seed)
+            self._val = (source, eval_set, _val_manifests(cfg))
+            self.log(f"validation set: {eval_set.describe()}")
+        source, eval_set, manifests = self._val
         self.engine.eval()
-        total, n = torch.zeros((), dtype=torch.float64), 0
-        with torch.no_grad():
-            batches = loader.iter(cfg.eval.max_batches) if hasattr(loader, "iter") else loader
-            for i, (x, y) in enumerate(batches):
-                if i >= cfg.eval.max_batches:
-                    break
-                total += self.engine(x.to(self.device), y.to(self.device)).detach().double().cpu()
-                n += 1
+        tally = loss_tally(self.engine, source, eval_set, self.derived.micro_batch, info.rank, info.world_size,
+                           self.device)
         self.engine.train()
-        vec = all_reduce_sum(torch.stack([total, torch.tensor(float(n), dtype=torch.float64)]))
-        if vec[1] == 0:
-            self.log("validation: the val loader yielded no batch")
-            return
-        loss = float(vec[0] / vec[1])
-        row: dict[str, Any] = {"step": self.step, "val_loss": loss, "val_bpb": _bits_per_byte(cfg, loss)}
+        r = eval_result(LossTally.from_vector(all_reduce_sum(tally.vector())), eval_set, manifests)
         assert self.sink is not None
-        self.sink.log(row)
+        self.sink.log({"step": self.step, "val_loss": r.loss, "val_bpb": r.bits_per_byte, "val_tokens": r.tokens,
+                       "val_samples": r.samples, "val_split_samples": eval_set.total})
 
     # ---- the loop ----
     def run(self, stop_at_step: int | None, resume_from: Path | None, init_from: Path | None) -> int:
@@ -278,6 +286,8 @@ class _Trainer:
         signal_step = _self_signal_step(info.rank)
         stage0_fp32 = cfg.dist.zero_stage == 0 and cfg.dist.precision == "fp32"
         batches = _batches(loader)
+        grad_norm_stage0: float | None = None
+        interval_sum, interval_n = 0.0, 0  # finite step losses since the last logged row (for loss_avg)
         timer, bad_in_row, t_start = StepTimer(), 0, time.monotonic()
         self.last_save = time.monotonic()
         assert self.sink is not None
@@ -306,6 +316,8 @@ class _Trainer:
                     os.kill(os.getpid(), signal.SIGUSR1)
                 if stage0_fp32 and micro == d.grad_accum - 1:
                     zero_nonfinite_grads_stage0(self.engine)
+                if cfg.dist.zero_stage == 0 and micro == d.grad_accum - 1:
+                    grad_norm_stage0 = global_grad_norm_stage0(self.engine)  # DeepSpeed keeps none at stage 0
                 self.engine.step()
             not_applied = 0 if self.engine.was_step_applied() else 1
             due = cfg.checkpoint.every_minutes is not None and \
@@ -323,16 +335,22 @@ class _Trainer:
                 bad_in_row = 0
             step_time = time.perf_counter() - t0
             timer.add(step_time, wait)
+            if math.isfinite(loss_mean):
+                interval_sum, interval_n = interval_sum + loss_mean, interval_n + 1
             if self.step % cfg.log.every_steps == 0 or self.step == d.max_steps or self.step == 1 or skipped:
-                gn = self.engine.get_global_grad_norm()
+                gn = grad_norm_stage0 if cfg.dist.zero_stage == 0 else self.engine.get_global_grad_norm()
                 w = timer.window(d.tokens_per_step, info.world_size)
-                row = {"step": self.step, "loss": loss_mean, "lr": lr,
+                # loss: this step's mean loss (exact, what resume/golden tests compare); loss_avg: the mean of
+                # the finite step losses since the last row (what the console line and the plot show)
+                row = {"step": self.step, "loss_avg": interval_sum / interval_n if interval_n else None,
+                       "loss": loss_mean, "lr": lr,
                        "grad_norm": None if gn is None else float(gn), "tokens": self.tokens, **w,
                        "mfu": mfu(fpt, w["tokens_per_s_per_device"], peak) if fpt else None,
                        "mem_gb": memory_gb(self.device.type), "skipped_steps": self.skipped,
                        "elapsed_s": time.monotonic() - t_start}
                 self.sink.log(row)
                 timer.reset()
+                interval_sum, interval_n = 0.0, 0
             self.sink.progress(self.step, loss_mean if math.isfinite(loss_mean) else None)
             if skipped:
                 self.log(f"step {self.step}: non-finite loss or gradient, update skipped "

@@ -139,12 +139,18 @@ def _bad_inputs(tmp: Path) -> list[tuple[str, list[str], str]]:
     (tmp / "badjson.jsonl").write_text(f"{good}\n{good}\n{{\"text\": \"oops\"\n{good}\n")
     (tmp / "nofield.jsonl").write_text(f"{good}\n{json.dumps({'body': 'x'})}\n")
     (tmp / "utf8.jsonl").write_bytes(f"{good}\n{good}\n".encode() + b'{"text": "caf\xe9"}\n')
+    (tmp / "surrogate.jsonl").write_text(f"{good}\n" + '{"text": "lone \\ud800 surrogate"}\n')
+    (tmp / "bad.txt").write_bytes(b"caf\xe9 au lait")
     (tmp / "empty.jsonl").write_bytes(b"")
     (tmp / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
     return [
         ("malformed", ["--input", str(tmp / "badjson.jsonl")], "badjson.jsonl:3: malformed JSON"),
         ("missing_field", ["--input", str(tmp / "nofield.jsonl")], "nofield.jsonl:2: missing text field 'text'"),
         ("utf8", ["--input", str(tmp / "utf8.jsonl")], "utf8.jsonl:3: invalid UTF-8"),
+        ("surrogate", ["--input", str(tmp / "surrogate.jsonl")],
+         "surrogate.jsonl:2: invalid Unicode (lone surrogate U+D800 at character 5); fix the record, pass "
+         "--skip-bad-records to skip it, or --replace-invalid-unicode"),
+        ("txt_utf8", ["--input", str(tmp / "bad.txt")], "bad.txt:1: invalid UTF-8"),
         ("empty", ["--input", str(tmp / "empty.jsonl")], "empty.jsonl is empty"),
         ("missing", ["--input", str(tmp / "nope.jsonl")], "nope.jsonl does not exist"),
         ("glob", ["--input", str(tmp / "zzz*.jsonl")], "matches no files"),
@@ -163,7 +169,7 @@ def test_bad_inputs_fail_clearly_and_leave_nothing(tmp_path: Path, capsys: pytes
         rc = run_main(argv + ["--out", str(out), "--seq-len", "8", "--workers", str(workers)])
         err = capsys.readouterr().err
         assert rc == 2, name
-        assert msg in err and err.startswith("error: "), (name, err)
+        assert msg in err and err.startswith("error: ") and err.count("\n") == 1, (name, err)
         assert not out.exists() and not list(tmp_path.glob(f".out_{name}.tmp-*")), name
 
 
@@ -176,6 +182,41 @@ def test_skip_bad_records_counts(tmp_path: Path, workers: int) -> None:
     assert m["skipped_records"] == 3 and m["splits"]["train"]["docs"] == 6
     assert [i["skipped_records"] for i in m["inputs"]] == [1, 1, 1]
     assert any("badjson.jsonl:3" in e for e in m["skipped_examples"])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_invalid_unicode_policy(tmp_path: Path, workers: int) -> None:
+    """Lone surrogates and undecodable bytes: a counted skip, or U+FFFD under --replace-invalid-unicode; the
+    manifest records which policy ran."""
+    _bad_inputs(tmp_path)
+    ins = [str(tmp_path / f) for f in ("surrogate.jsonl", "utf8.jsonl", "bad.txt")]
+    m = tk.tokenize_corpus(ins, tmp_path / "skip", "rwkv_world", 4, skip_bad_records=True, progress=False,
+                           log=lambda s: 0, workers=workers)
+    assert m["invalid_unicode"] == "skip" and m["replaced_records"] == 0
+    assert m["skipped_records"] == 3 and m["splits"]["train"]["docs"] == 3
+    assert [i["skipped_records"] for i in m["inputs"]] == [1, 1, 1]
+    m = tk.tokenize_corpus(ins, tmp_path / "repl", "rwkv_world", 1, replace_invalid_unicode=True, progress=False,
+                           log=lambda s: 0, workers=workers)
+    assert m["invalid_unicode"] == "replace" and m["skipped_records"] == 0 and m["replaced_records"] == 3
+    assert m["splits"]["train"]["docs"] == 6 and any("surrogate.jsonl:2" in e for e in m["replaced_examples"])
+    assert json.loads((tmp_path / "repl" / "manifest.json").read_text())["invalid_unicode"] == "replace"
+    tok = load_tokenizer("rwkv_world")
+    stream = read_split(tmp_path / "repl", "train")
+    text = tok.decode([int(t) for t in stream if t != tok.eos_id])
+    assert "lone \ufffd surrogate" in text and "caf\ufffd au la" in text and text.count("caf\ufffd") == 2
+    plain = tk.tokenize_corpus([ins[1]], tmp_path / "plain", "rwkv_world", 4, skip_bad_records=True, progress=False,
+                               log=lambda s: 0)
+    assert plain["invalid_unicode"] == "skip" and plain["fingerprint"] != m["fingerprint"]
+
+
+def test_replace_invalid_unicode_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _bad_inputs(tmp_path)
+    out = tmp_path / "o"
+    assert run_main(["--input", str(tmp_path / "surrogate.jsonl"), "--out", str(out), "--seq-len", "2",
+                     "--replace-invalid-unicode"]) == 0
+    assert "invalid Unicode replaced by U+FFFD: 1" in capsys.readouterr().out
+    m = json.loads((out / "manifest.json").read_text())
+    assert (m["invalid_unicode"], m["replaced_records"], m["skipped_records"]) == ("replace", 1, 0)
 
 
 def test_script_rerun_noop_overwrite(tmp_path: Path, docs: list[str]) -> None:

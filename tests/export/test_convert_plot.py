@@ -42,6 +42,8 @@ def test_convert_logits_equal(tmp_path: Path, source: str, arch: str) -> None:
     loaded = load_model(out)
     assert loaded.config.arch == arch and loaded.config.ctx_len == 1024 and loaded.config.n_layer == 6
     assert loaded.tokenizer_spec == "rwkv_world"
+    gf_model = json.loads((out / "config.json").read_text())["gf_model"]
+    assert gf_model["tokenizer"] == "rwkv_world" and gf_model["vocab_hash"]  # eval/generate compare with it
     ids = torch.randint(0, 65536, (2, 20))
     with torch.no_grad():
         want = model(ids)
@@ -79,3 +81,15 @@ def test_plot_skips_torn_lines_and_missing_series(tmp_path: Path) -> None:
     assert png == run / "metrics.png" and png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
         plot_metrics(tmp_path / "empty")
+
+
+def test_plot_names_the_averaged_loss_and_the_val_set() -> None:
+    from gf_train.export.plot import _label
+
+    rows = [{"step": 5, "loss_avg": 3.0, "loss": 2.9}, {"step": 5, "val_loss": 3.1, "val_samples": 7,
+                                                          "val_split_samples": 7}]
+    assert _label(rows, "loss_avg").startswith("train loss (mean over each logging interval")
+    assert _label(rows, "val_loss") == "val_loss (whole val split, 7 samples)"
+    rows.append({"step": 10, "val_loss": 3.0, "val_samples": 64, "val_split_samples": 5000})
+    assert _label(rows, "val_loss") == "val_loss (fixed random 64 of 5,000 val samples)"
+    assert _label([{"step": 1, "val_loss": 2.0}], "val_loss") == "val_loss"

@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 VOCAB = 97
+VAL_SAMPLES = 11  # not a multiple of 2 ranks x micro-batch: exercises the padding batch of gf_train.evaluate
 
 
 class TinyBlock(nn.Module):
@@ -84,6 +86,15 @@ class FakeLoader:
             n += 1
             yield torch.stack(xs), torch.stack(ys)
 
+    @property
+    def num_samples(self) -> int:
+        """Validation split size (random access for gf_train.evaluate)."""
+        return VAL_SAMPLES
+
+    def sample(self, i: int) -> np.ndarray:
+        x, y = self._sample(i)
+        return torch.cat([x, y[-1:]]).numpy()
+
     def state_dict(self) -> dict[str, int]:
         return {"consumed": self.consumed}
 
@@ -97,7 +108,7 @@ def model_factory(model_cfg: Any) -> nn.Module:
 
 def loader_factory(cfg: Any, split: str, derived: Any, info: Any) -> FakeLoader:
     return FakeLoader(split, cfg.model.ctx_len, derived.micro_batch, derived.global_batch, info.world_size,
-                      info.rank, limit=None if split == "train" else cfg.eval.max_batches)
+                      info.rank)
 
 
 def flops_fn(model_cfg: Any) -> float:

@@ -7,6 +7,7 @@ Regenerate the golden file after an intended numerical change with `.venv/bin/py
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,7 @@ def test_real_model_exact_resume(corpus: Path, tmp_path: Path) -> None:
     ok(launch(b, *over, fake=False, config=RECIPE))
     assert len(losses(a)) == 4 and losses(a) == losses(b)
     assert any("val_bpb" in r for r in metrics(a))
+    # the run records its tokenizer (from the data manifest): config.yaml, hence every checkpoint and export
+    vocab_hash = json.loads((corpus / "manifest.json").read_text())["tokenizer"]["vocab_hash"]
+    for saved in (a / "config.yaml", a / "checkpoints" / "step_00000004" / "config.yaml"):
+        assert "tokenizer: rwkv_world" in saved.read_text() and f"vocab_hash: {vocab_hash}" in saved.read_text()
