@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     from gf_train.data.tokenizers import load_tokenizer
     from gf_train.evaluate import evaluate
     from gf_train.export.load import load_model
-    from gf_train.export.plot import plot_metrics
+    from gf_train.train.plot import plot_metrics
 
     loaded = load_model(export)
     recipe = load_config([str(RECIPE)], [])  # the trainer's validation set: eval.max_tokens, dist.seed

@@ -1,6 +1,6 @@
 """`gf-train plot RUN_DIR [--out PNG]`: loss, lr, tokens/s and MFU against step from metrics.jsonl.
 
-Owner: `gf_train.cli` (argument parsing only; the work is `gf_train.export.plot.plot_metrics`).
+Owner: `gf_train.cli` (argument parsing only; the work is `gf_train.train.plot.plot_metrics`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from gf_train.export.plot import plot_metrics
+    from gf_train.train.plot import plot_metrics
 
     path = plot_metrics(args.run_dir, args.out)
     print(path)

@@ -56,7 +56,7 @@ def strip_wrappers(state: dict[str, Any]) -> dict[str, Any]:
 
 def last_losses(run_dir: Path, step: int | None) -> tuple[float | None, float | None]:
     """The last logged train loss and val loss at or before `step` (None when not logged)."""
-    from gf_train.export.plot import read_metrics
+    from gf_train.train.plot import read_metrics
 
     try:
         rows = read_metrics(run_dir)

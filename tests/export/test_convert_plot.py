@@ -67,7 +67,7 @@ def test_convert_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
 
 
 def test_plot_skips_torn_lines_and_missing_series(tmp_path: Path) -> None:
-    from gf_train.export.plot import plot_metrics, read_metrics, series
+    from gf_train.train.plot import plot_metrics, read_metrics, series
 
     run = tmp_path / "run"
     run.mkdir()
@@ -84,7 +84,7 @@ def test_plot_skips_torn_lines_and_missing_series(tmp_path: Path) -> None:
 
 
 def test_plot_names_the_averaged_loss_and_the_val_set() -> None:
-    from gf_train.export.plot import _label
+    from gf_train.train.plot import _label
 
     rows = [{"step": 5, "loss_avg": 3.0, "loss": 2.9}, {"step": 5, "val_loss": 3.1, "val_samples": 7,
                                                           "val_split_samples": 7}]

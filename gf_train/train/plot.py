@@ -1,7 +1,8 @@
 """Plot a run's metrics.jsonl (loss, lr, tokens/s, MFU against step) into a PNG with matplotlib's Agg backend.
 
-Owner: `gf_train.export`. Reads the JSON lines the trainer writes (keys `step`, `loss_avg`, `loss`, `val_loss`,
-`lr`, `tokens_per_s`, `mfu`); lines that are not JSON objects (a torn last line after a crash) are skipped.
+Owner: `gf_train.train`, next to the metrics writer (`metrics.py`) whose JSON lines it reads (keys `step`,
+`loss_avg`, `loss`, `val_loss`, `lr`, `tokens_per_s`, `mfu`); lines that are not JSON objects (a torn last
+line after a crash) are skipped.
 The training loss drawn is `loss_avg`, the mean over each logging interval (runs logged before it existed:
 `loss`, the logged step's own loss); the validation loss is `val_loss` (`gf_train.evaluate`, the set the
 run's log names).
