@@ -1,6 +1,8 @@
 """Data section of the run config: which MDS datasets feed training and validation, and how.
 
-Owner: `gf_train.data`. Paths are local folders or URIs that mosaicml-streaming understands.
+Owner: `gf_train.data`. A stream's `path` is a local split folder (`<tokenize --out>/train`) or the same on
+S3 (`s3://bucket/prefix/train`, also S3-compatible stores through S3_ENDPOINT_URL; see
+`gf_train/data/remote.py`), whose shards mosaicml-streaming mirrors under `cache_dir`.
 The sample order contract and resume rules are documented in `gf_train/data/loader.py`.
 """
 
@@ -11,13 +13,16 @@ from dataclasses import dataclass, field
 
 @dataclass
 class StreamConfig:
-    path: str = "???"  # local MDS folder (output of data_prep/tokenize.py, its train/ split)
-    remote: str | None = None  # optional remote URI (s3://, gs://, ...) mirrored into `path`
+    path: str = "???"  # MDS split folder: local (<tokenize --out>/train) or s3://bucket/prefix/train
+    remote: str | None = None  # optional remote URI mirrored into a local `path` (streaming's own remote/local)
     proportion: float | None = None  # mixing weight; None everywhere = natural sizes
 
     def __post_init__(self) -> None:
         if self.proportion is not None and self.proportion <= 0:
             raise ValueError(f"data.train[].proportion must be > 0, got {self.proportion}")
+        if "://" in self.path and self.remote is not None:
+            raise ValueError(f"data stream {self.path}: a remote path is cached under data.cache_dir; drop "
+                             f"remote: {self.remote}")
 
 
 @dataclass
@@ -32,6 +37,7 @@ class DataConfig:
     shuffle_block_size: int | None = None  # samples per shuffle block (None: 4,000,000)
     epoch_size: int | None = None  # samples per training epoch when mixing (None: total samples of all streams)
     clean_stale_shm: bool = True  # remove streaming shm left by crashed runs (never a live job's)
+    cache_dir: str = "~/.cache/gf-train/data"  # local mirror of s3:// streams (node-local disk on clusters)
 
     def __post_init__(self) -> None:
         if self.num_workers < 0:

@@ -22,6 +22,7 @@ Exit status: 0 done or no-op, 2 user error.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import itertools
 import json
@@ -34,7 +35,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from gf_train.data import pack
+from gf_train.data import pack, remote
 from gf_train.data.jobs import Jobs, WorkerDied
 from gf_train.data.manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, write_manifest
 from gf_train.data.readers import DataPrepError, InputFile, discover_inputs, plan_units
@@ -309,7 +310,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", action="append", required=True, metavar="PATH",
                    help="file, folder or glob of .jsonl/.jsonl.gz/.jsonl.zst/.txt/.parquet, or a datasets.save_to_disk"
                         " folder (repeatable)")
-    p.add_argument("--out", required=True, help="output folder (gets manifest.json, train/, val/)")
+    p.add_argument("--out", required=True, help="output folder (gets manifest.json, train/, val/), or "
+                   "s3://bucket/prefix (built locally, then uploaded; S3_ENDPOINT_URL for S3-compatible stores)")
     p.add_argument("--tokenizer", default="rwkv_world", help="rwkv_world, a tokenizer.json, or a HF tokenizer folder")
     p.add_argument("--seq-len", type=int, required=True, help="tokens per training sample (stored: seq_len + 1)")
     p.add_argument("--text-field", default="text", help="JSON field / column holding the text (default: text)")
@@ -321,16 +323,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--skip-bad-records", action="store_true", help="count and skip malformed records, don't fail")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--stage-dir", default=None, help="with --out s3://...: local folder to build in before the "
+                   "upload (default: the temporary folder; needs room for the dataset)")
 
 
 def main(args: argparse.Namespace) -> int:
     for k, v in _ONE_THREAD.items():  # --workers 1 tokenizes here: one core, like each pool worker
         os.environ.setdefault(k, v)
+    run: Any = tokenize_corpus
+    if remote.is_remote(args.out):  # build locally, upload (gf_train.data.remote)
+        run = functools.partial(remote.tokenize_to_remote, stage_dir=args.stage_dir)
     try:
-        m = tokenize_corpus(args.input, args.out, args.tokenizer, args.seq_len, text_field=args.text_field,
-                            val_fraction=args.val_fraction, val_docs=args.val_docs, workers=args.workers,
-                            overwrite=args.overwrite, skip_bad_records=args.skip_bad_records, eos=args.eos,
-                            progress=not args.no_progress)
+        m = run(args.input, args.out, args.tokenizer, args.seq_len, text_field=args.text_field,
+                val_fraction=args.val_fraction, val_docs=args.val_docs, workers=args.workers,
+                overwrite=args.overwrite, skip_bad_records=args.skip_bad_records, eos=args.eos,
+                progress=not args.no_progress)
     except DataPrepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
