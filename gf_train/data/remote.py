@@ -122,16 +122,18 @@ def check_bucket(uri: str, *, write: bool) -> Any:
         raise RemoteError(f"{uri}: no AWS credentials found to upload with; set AWS_ACCESS_KEY_ID and "
                           "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, ~/.aws/credentials)")
     c = client(signed)
+    c.unsigned = not signed  # read_manifest_text explains a denied unsigned read the same way
     try:
         c.head_bucket(Bucket=bucket)
     except (ClientError, BotoCoreError) as e:
         err = _explain(e, bucket, uri, head=True)
-        if not signed and "access denied" in str(err):
-            raise RemoteError(f"{uri}: no AWS credentials found and the bucket is not public; set "
-                              "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, ~/.aws/credentials)"
-                              ) from None
-        raise err from None
+        raise (_unsigned_denied(uri) if not signed and "access denied" in str(err) else err) from None
     return c
+
+
+def _unsigned_denied(uri: str) -> RemoteError:
+    return RemoteError(f"{uri}: no AWS credentials found and the bucket is not public; set AWS_ACCESS_KEY_ID "
+                       "and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, ~/.aws/credentials)")
 
 
 def _list(c: Any, bucket: str, prefix: str) -> dict[str, int]:
@@ -183,7 +185,8 @@ def read_manifest_text(uri: str) -> tuple[str, str]:
         try:
             text = _get_text(c, bucket, key)
         except (ClientError, BotoCoreError) as e:
-            raise _explain(e, bucket, f"reading s3://{bucket}/{key}") from None
+            err = _explain(e, bucket, f"reading s3://{bucket}/{key}")
+            raise (_unsigned_denied(uri) if c.unsigned and "access denied" in str(err) else err) from None
         if text is not None:
             _manifest_cache[uri] = (text, f"s3://{bucket}/{key}")
             return _manifest_cache[uri]
@@ -219,11 +222,12 @@ def upload_dataset(stage: str | os.PathLike[str], uri: str, *, c: Any = None, lo
                  Body=json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode())
     body = [f for f in files if f != MANIFEST]
     transfer = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20)
-    t0, nbytes = time.perf_counter(), sum((stage / f).stat().st_size for f in body)
+    t0 = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:  # S3 latency, not bandwidth, bounds many small objects
         for fut in [pool.submit(c.upload_file, str(stage / f), bucket, _join(prefix, f), Config=transfer)
                     for f in body]:
             fut.result()
+    nbytes = sum((stage / f).stat().st_size for f in files)
     stale = sorted(set(_list(c, bucket, prefix)) - set(files) - {MARKER})
     for i in range(0, len(stale), 1000):  # objects of an older dataset under the same prefix
         c.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": _join(prefix, k)} for k in stale[i:i + 1000]]})
