@@ -239,3 +239,19 @@ def test_train_from_s3_two_ranks_exact_resume_and_export(s3: str, s3_endpoint: s
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     tokens = read_manifest(uri)["splits"]["train"]["tokens"]
     assert f"`{uri}/train`: {tokens:,} tokens" in (out / "README.md").read_text()
+
+
+def test_uri_rules_without_a_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gf_train.config.data import StreamConfig
+
+    with pytest.raises(ValueError, match="only s3:// URIs.*S3_ENDPOINT_URL"):
+        read_manifest("gs://bucket/ds/train")
+    with pytest.raises(ValueError, match="data.cache_dir"):
+        StreamConfig(path="s3://bucket/ds/train", remote="s3://bucket/other")
+    # the local mirror of a split is keyed by the manifest: a re-uploaded dataset never meets stale shards
+    a = rm.cache_dir("s3://bucket/ds/train", '{"fingerprint": "a"}', tmp_path)
+    b = rm.cache_dir("s3://bucket/ds/train", '{"fingerprint": "b"}', tmp_path)
+    assert a.name == b.name == "train" and a.parent != b.parent and a.parent.parent == tmp_path / "s3/bucket/ds"
+    inp = write_jsonl(tmp_path / "c.jsonl", ["some text"])
+    assert run_main(["--input", str(inp), "--out", "s3://bucket", "--seq-len", "8"]) == 2
+    assert "give a prefix inside the bucket" in capsys.readouterr().err
