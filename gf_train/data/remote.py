@@ -233,6 +233,9 @@ def upload_dataset(stage: str | os.PathLike[str], uri: str, *, c: Any = None, lo
         c.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": _join(prefix, k)} for k in stale[i:i + 1000]]})
     c.upload_file(str(stage / MANIFEST), bucket, _join(prefix, MANIFEST))
     c.delete_object(Bucket=bucket, Key=_join(prefix, MARKER))
+    root = f"s3://{bucket}/{prefix}"
+    for key in [k for k in _manifest_cache if k == root or k.startswith(root + "/")]:
+        del _manifest_cache[key]  # this process reads the new manifest from now on
     log(f"uploaded {len(files)} files ({nbytes / 1e6:.1f} MB) to s3://{bucket}/{prefix} in "
         f"{time.perf_counter() - t0:.1f} s, {MANIFEST} last")
 
@@ -288,7 +291,6 @@ def tokenize_to_remote(inputs: list[str], uri: str, tokenizer: str, seq_len: int
         except (ClientError, BotoCoreError) as e:
             raise DataPrepError(f"{_explain(e, bucket, f'uploading to {uri}')}; the upload is unfinished (no "
                                 f"{MANIFEST}): rerun the same command") from None
-        _manifest_cache.pop(uri, None)
         return m
     finally:
         shutil.rmtree(stage.parent, ignore_errors=True)

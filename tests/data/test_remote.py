@@ -132,7 +132,7 @@ def test_tokenize_to_s3_rerun_noop_refusal_overwrite(s3: str, tmp_path: Path, do
                        log=lambda s: 0)
     assert set(objects(s3, "corpora/docs")) == set(local_files(tmp_path / "local16"))
     assert json.loads(get(s3, "corpora/docs/manifest.json"))["seq_len"] == 16
-    assert read_manifest(f"{uri}/val")["seq_len"] == 16  # the process's manifest cache was dropped
+    assert read_manifest(f"{uri}/train")["seq_len"] == 16  # the process's manifest cache was dropped
 
 
 def test_unfinished_upload_never_looks_finished(s3: str, tmp_path: Path, docs: list[str], bpe_json: Path,
