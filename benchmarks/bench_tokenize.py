@@ -10,8 +10,8 @@ the caches) and in calls of about `pack.BATCH_CHARS` characters ("batches": the 
 and the baseline of the ratio). End-to-end: `tokenize_corpus` on the jsonl of the same documents:
 reading, JSON parsing, tokenizing, ids to bytes, the split decision, MDS (zstd) writing, input hashing
 and the manifest; a first untimed run imports everything and starts the forkserver, and each timed run
-starts its own worker pool. Each repeat times the raw rates then end-to-end back to back; the table
-gives medians (min-max) over --repeats and the ratios of the medians.
+starts its own worker pool. Each repeat times, back to back, the raw rates and end-to-end with 1 worker,
+the same with 2, then the peers; the tables give medians (min-max) over --repeats and ratios of medians.
 
 Peers, in the same run on the same jsonl (`peer_routes.py`): RWKV-LM's make_data.py route (per-document
 encode with the same Rust tokenizer, binidx writer) and llm-foundry's convert_dataset_json.py route
@@ -161,25 +161,26 @@ def main() -> int:
         jsonl = scratch / f"{name.split()[0]}.jsonl"
         jsonl.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
         peers: dict[str, list[float]] = {"rwkv-lm": [], "llm-foundry": []}
-        e2e_by_w: dict[int, list[float]] = {}
+        raw1: dict[int, list[float]] = {1: [], 2: []}
+        raw: dict[int, list[float]] = {1: [], 2: []}
+        e2e: dict[int, list[float]] = {1: [], 2: []}
+        eos = load_tokenizer(spec).eos_id
         for w in (1, 2):
             e2e_rate(spec, jsonl, scratch / f"out_{w}", w)  # untimed: imports, forkserver start
-            raw1, raw, e2e = [], [], []
-            for _ in range(args.repeats):
+        for _ in range(args.repeats):  # each repeat: every measurement back to back (the load drifts)
+            for w in (1, 2):
                 n_one, t_one = raw_rate(spec, docs, w, None)
                 n_raw, t_raw = raw_rate(spec, docs, w, BATCH_CHARS)
                 n_e2e, t_e2e = e2e_rate(spec, jsonl, scratch / f"out_{w}", w)
                 assert n_one == n_raw == n_e2e - len([d for d in docs if d]), (n_raw, n_e2e)  # e2e: + 1 EOS/doc
-                raw1.append(n_raw / t_one / 1e6)
-                raw.append(n_raw / t_raw / 1e6)
-                e2e.append(n_raw / t_e2e / 1e6)  # the same token count on every side (EOS not counted)
-                if w == 1:  # the peers (one process each), back to back with tokenize.py's run
-                    eos = load_tokenizer(spec).eos_id
-                    for route, rates in peers.items():
-                        rates.append(n_raw / peer_rate(route, spec, jsonl, scratch / route, eos, n_e2e) / 1e6)
-            rows.append((name, w, sum(len(d.encode()) for d in docs) / 1e6, raw1, raw, e2e))
-            e2e_by_w[w] = e2e
-        peer_rows.append((name, e2e_by_w[1], e2e_by_w[2], peers["rwkv-lm"], peers["llm-foundry"]))
+                raw1[w].append(n_raw / t_one / 1e6)
+                raw[w].append(n_raw / t_raw / 1e6)
+                e2e[w].append(n_raw / t_e2e / 1e6)  # the same token count on every side (EOS not counted)
+            for route, rates in peers.items():  # the peers: one process each
+                rates.append(n_raw / peer_rate(route, spec, jsonl, scratch / route, eos, n_e2e) / 1e6)
+        for w in (1, 2):
+            rows.append((name, w, sum(len(d.encode()) for d in docs) / 1e6, raw1[w], raw[w], e2e[w]))
+        peer_rows.append((name, e2e[1], e2e[2], peers["rwkv-lm"], peers["llm-foundry"]))
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {mp.cpu_count()} cores, "
           f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}; load average before / after: "
           f"{load0} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}; medians of {args.repeats} (min-max)")
