@@ -7,14 +7,17 @@ Owner: `gf_train.cli`. The work is `gf_train.data.tokenize.tokenize_corpus` and
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from typing import Any
 
 
 def add_tokenize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", action="append", required=True, metavar="PATH",
                    help="file, folder or glob of .jsonl/.jsonl.gz/.jsonl.zst/.txt/.parquet, or a datasets.save_to_disk"
                         " folder (repeatable)")
-    p.add_argument("--out", required=True, help="output folder (gets manifest.json, train/, val/)")
+    p.add_argument("--out", required=True, help="output folder (gets manifest.json, train/, val/), or "
+                   "s3://bucket/prefix (built locally, then uploaded; S3_ENDPOINT_URL for S3-compatible stores)")
     p.add_argument("--tokenizer", default="rwkv_world", help="rwkv_world, a tokenizer.json, or a HF tokenizer folder")
     p.add_argument("--seq-len", type=int, required=True, help="tokens per training sample (stored: seq_len + 1)")
     p.add_argument("--text-field", default="text", help="JSON field / column holding the text (default: text)")
@@ -28,19 +31,24 @@ def add_tokenize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replace-invalid-unicode", action="store_true",
                    help="replace invalid Unicode (bad UTF-8, lone surrogates) by U+FFFD instead of failing/skipping")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--stage-dir", default=None, help="with --out s3://...: local folder to build in before the "
+                   "upload (default: the temporary folder; needs room for the dataset)")
 
 
 def tokenize_main(args: argparse.Namespace) -> int:
+    from gf_train.data import remote
     from gf_train.data.readers import DataPrepError
     from gf_train.data.tokenize import limit_tokenizer_threads, summary, tokenize_corpus
 
     limit_tokenizer_threads()  # --workers 1 tokenizes here: one core, like each pool worker
+    run: Any = tokenize_corpus
+    if remote.is_remote(args.out):  # build locally, then upload (gf_train.data.remote)
+        run = functools.partial(remote.tokenize_to_remote, stage_dir=args.stage_dir)
     try:
-        m = tokenize_corpus(args.input, args.out, args.tokenizer, args.seq_len, text_field=args.text_field,
-                            val_fraction=args.val_fraction, val_docs=args.val_docs, workers=args.workers,
-                            overwrite=args.overwrite, skip_bad_records=args.skip_bad_records, eos=args.eos,
-                            replace_invalid_unicode=args.replace_invalid_unicode,
-                            progress=not args.no_progress)
+        m = run(args.input, args.out, args.tokenizer, args.seq_len, text_field=args.text_field,
+                val_fraction=args.val_fraction, val_docs=args.val_docs, workers=args.workers,
+                overwrite=args.overwrite, skip_bad_records=args.skip_bad_records, eos=args.eos,
+                replace_invalid_unicode=args.replace_invalid_unicode, progress=not args.no_progress)
     except DataPrepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

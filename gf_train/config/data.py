@@ -1,6 +1,8 @@
 """Data section of the run config: which MDS datasets feed training and validation, and how.
 
-Owner: `gf_train.data`. Paths are local folders or URIs that mosaicml-streaming understands.
+Owner: `gf_train.data`. A stream's `path` is a local split folder (`<tokenize --out>/train`) or the same on
+S3 (`s3://bucket/prefix/train`, also S3-compatible stores through S3_ENDPOINT_URL; see
+`gf_train/data/remote.py`), whose shards mosaicml-streaming mirrors under `cache_dir`.
 The sample order contract and resume rules are documented in `gf_train/data/loader.py`.
 """
 
@@ -12,15 +14,18 @@ from dataclasses import dataclass, field
 @dataclass
 class StreamConfig:
     path: str = "???"
-    """Local MDS folder (a split of data_prep/tokenize.py's output, e.g. DIR/train)."""
+    """MDS split folder: local (e.g. <tokenize --out>/train) or s3://bucket/prefix/train."""
     remote: str | None = None
-    """Optional remote URI (s3://, gs://, ...) mirrored into path."""
+    """Optional remote URI mirrored into a local path (streaming's own remote/local pair)."""
     proportion: float | None = None
     """Mixing weight of this stream; null on every stream: natural sizes."""
 
     def __post_init__(self) -> None:
         if self.proportion is not None and self.proportion <= 0:
             raise ValueError(f"data.train[].proportion must be > 0, got {self.proportion}")
+        if "://" in self.path and self.remote is not None:
+            raise ValueError(f"data stream {self.path}: a remote path is cached under data.cache_dir; drop "
+                             f"remote: {self.remote}")
 
 
 @dataclass
@@ -47,6 +52,8 @@ class DataConfig:
     """Remove streaming shared memory left by crashed runs (never a live job's) before loading."""
     allow_new_tokenizer: bool = False
     """Deliberate: accept --init-from weights trained with another tokenizer (continued pretraining with a new one)."""
+    cache_dir: str = "~/.cache/gf-train/data"
+    """Local mirror of s3:// streams, keyed by manifest hash (node-local disk on clusters)."""
 
     def __post_init__(self) -> None:
         if self.num_workers < 0:

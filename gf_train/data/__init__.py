@@ -7,6 +7,8 @@ torch and transformers) only when called. Public API:
 * `open_split(paths, seq_len) -> Loader`: random access by sample id (`num_samples`, `sample(i)`)
 * `read_manifest(path)`, `check_vocab(source, model_vocab_size)`, `bits_per_byte(loss, manifest)`
 * `tokenizers.load_tokenizer(spec)`, `tokenize.tokenize_corpus(...)`, `compat.ensure_torchvision()`
+* `remote.tokenize_to_remote(...)`, `remote.upload_dataset(local, uri)`: datasets on s3:// (paths in
+  `data.train`/`data.val` and `read_manifest` take s3:// URIs too)
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Owns `build_loader` and `Loader`. Design (chosen for exact and elastic resume):
 
-* One `StreamingDataset` per split reads the streams (mixing via `Stream(proportion=...)`, local folders
-  or remote URIs mirrored into `path`). Its `resample_streams(epoch)` gives the epoch's mixed sample ids
+* One `StreamingDataset` per split reads the streams (mixing via `Stream(proportion=...)`, local folders,
+  or s3:// paths mirrored under `data.cache_dir/<manifest hash>/`, see `gf_train.data.remote`). Its
+  `resample_streams(epoch)` gives the epoch's mixed sample ids
   and streaming's `get_shuffle` (algo `data.shuffle_algo`, seed `data.shuffle_seed`, one canonical node)
   permutes them. This *global order* depends on the data and the seed only, never on ranks or workers.
 * Ordering contract. Global batch t of an epoch is `order[t*G:(t+1)*G]` (G = global_batch). It is cut
@@ -39,6 +40,7 @@ import torch
 from gf_train.config.data import DataConfig, StreamConfig
 from gf_train.data.compat import clean_stale_shm, ensure_torchvision
 from gf_train.data.manifest import read_manifest
+from gf_train.data.remote import cache_dir, is_remote, read_manifest_text
 from gf_train.distributed.info import ensure_dist_env
 
 STATE_VERSION = 1
@@ -127,12 +129,20 @@ class Loader:
         ensure_torchvision()
         from streaming import Stream, StreamingDataset
 
-        streams = [Stream(local=s.path, remote=s.remote, proportion=s.proportion) for s in streams_cfg]
+        streams = [Stream(local=local, remote=remote, proportion=s.proportion)
+                   for s in streams_cfg for local, remote in [self._local_remote(s)]]
         self.ds = StreamingDataset(streams=streams, batch_size=micro_batch, shuffle=self.train and cfg.shuffle,
                                    shuffle_seed=cfg.shuffle_seed, shuffle_algo=cfg.shuffle_algo,
                                    num_canonical_nodes=1, epoch_size=cfg.epoch_size if self.train else None)
         self._order_epoch, self._order = -1, np.zeros(0, np.int64)
         self.epoch, self.step, self.micro = 0, 0, 0
+
+    def _local_remote(self, s: StreamConfig) -> tuple[str, str | None]:
+        """(local, remote) for streaming: an s3:// path is mirrored under data.cache_dir (see data/remote.py)."""
+        if not is_remote(s.path):
+            return s.path, s.remote
+        text, _ = read_manifest_text(s.path)  # checked by _check_seq_len already: finished dataset
+        return str(cache_dir(s.path, text, self.cfg.cache_dir)), s.path.rstrip("/")
 
     @staticmethod
     def _check_seq_len(s: StreamConfig, seq_len: int) -> None:

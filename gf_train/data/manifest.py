@@ -10,6 +10,9 @@ Owns `read_manifest`, `check_vocab` and `bits_per_byte`. Layout written by `gf_t
     <out>/train/index.json  MDS (zstd), column `tokens`: ndarray:<dtype>:<seq_len + 1>
     <out>/val/index.json
 
+A dataset on object storage (`s3://bucket/prefix`, see `gf_train.data.remote`) has the same layout;
+`read_manifest` reads its manifest from there (`_path` is then the manifest's URI).
+
 Vocab rule: the tokenizer's vocab_size must be <= the model's vocab_size (a larger model embedding is
 fine and common: rounded-up vocabularies); larger is an error, and so is mixing streams made with
 different tokenizers (different vocab_hash).
@@ -43,10 +46,20 @@ def manifest_path(path: str | Path) -> Path:
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """Load and validate a manifest (from the dataset root, a split folder, or the file)."""
+    """Load and validate a manifest (from the dataset root, a split folder, or the file; local or s3://)."""
+    if isinstance(path, str) and "://" in path:
+        from gf_train.data.remote import is_remote, read_manifest_text
+
+        if is_remote(path):
+            text, uri = read_manifest_text(path)
+            return _parse(text, uri)
     mp = manifest_path(path)
+    return _parse(mp.read_text(encoding="utf-8"), str(mp))
+
+
+def _parse(text: str, mp: str) -> dict[str, Any]:
     try:
-        m = json.loads(mp.read_text(encoding="utf-8"))
+        m = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{mp}:{e.lineno}: invalid JSON ({e.msg}); re-run data_prep/tokenize.py") from e
     if m.get("format") != FORMAT:
@@ -54,7 +67,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if int(m.get("format_version", 0)) > FORMAT_VERSION:
         raise ValueError(f"{mp}: format_version {m['format_version']} is newer than this gf-train "
                          f"({FORMAT_VERSION}); upgrade gf-train")
-    m["_path"] = str(mp)
+    m["_path"] = mp
     return m
 
 

@@ -17,6 +17,8 @@ both use rayon in `encode_batch`), so N workers use N cores; the command line do
 this process (`limit_tokenizer_threads`). Pass-2 shards compress with N zstd threads each (same bytes). Work units (2 MB
 of jsonl by default: small enough to balance 2+ workers on small inputs), parts and shards depend only on
 the inputs, so the output is byte-identical for any N.
+`--out s3://bucket/prefix`: built in a local staging folder by `tokenize_corpus`, then uploaded with the
+manifest last (`gf_train.data.remote.tokenize_to_remote`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,255 @@
+"""Datasets on S3 against a real S3-compatible server (moto's server mode on 127.0.0.1, started here):
+tokenize --out s3://..., the rerun no-op, unfinished uploads, one-line errors before any work, and
+training from s3:// with 2 ranks, exact resume and export. Skipped (with the reason) only when the server
+cannot start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import write_jsonl
+
+from gf_train.cli.data import tokenize_script
+from gf_train.data import read_manifest
+from gf_train.data import remote as rm
+from gf_train.data.tokenize import tokenize_corpus
+from gf_train.distributed.info import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python -m moto.server` on a free loopback port, for this module's tests."""
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    port = free_port()
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.skip(f"the S3 test server (moto) could not start: {log.read_text()[-500:]}")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Credentials and endpoint for this process (and its children), and an empty bucket: its name."""
+    env = s3_env(s3_endpoint)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    bucket = f"gf-{uuid.uuid4().hex[:12]}"
+    rm.client().create_bucket(Bucket=bucket)
+    return bucket
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    """No user AWS config (it would change credentials or region), test credentials, the server."""
+    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials", "AWS_CONFIG_FILE": "/nonexistent/config",
+            "AWS_EC2_METADATA_DISABLED": "true", rm.ENDPOINT_ENV: endpoint}
+
+
+def objects(bucket: str, prefix: str) -> dict[str, tuple[str, object]]:
+    """key (relative to prefix) -> (ETag, LastModified)."""
+    c, out = rm.client(), {}
+    for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for o in page.get("Contents", []):
+            out[o["Key"][len(prefix) + 1:]] = (o["ETag"], o["LastModified"])
+    return out
+
+
+def get(bucket: str, key: str) -> bytes:
+    return rm.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def run_main(argv: list[str]) -> int:
+    return tokenize_script(argv + ["--no-progress"])
+
+
+def local_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _stable(manifest: bytes) -> dict:
+    m = json.loads(manifest)
+    m.pop("created")
+    return m
+
+
+def test_tokenize_to_s3_rerun_noop_refusal_overwrite(s3: str, tmp_path: Path, docs: list[str], bpe_json: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    inp = write_jsonl(tmp_path / "c.jsonl", docs[:300])
+    uri, stage = f"s3://{s3}/corpora/docs", tmp_path / "stage"
+    args = ["--input", str(inp), "--tokenizer", str(bpe_json), "--val-fraction", "0.1", "--stage-dir", str(stage)]
+    tokenize_corpus([str(inp)], tmp_path / "local", str(bpe_json), 32, val_fraction=0.1, progress=False,
+                       log=lambda s: 0)
+    assert run_main([*args, "--out", uri, "--seq-len", "32"]) == 0
+    # the same bytes as a local run, under the prefix; nothing left in the staging folder
+    want = local_files(tmp_path / "local")
+    got = objects(s3, "corpora/docs")
+    assert set(got) == set(want) and {"manifest.json", "train/index.json", "val/index.json"} <= set(got)
+    for key, data in want.items():
+        if key != "manifest.json":
+            assert get(s3, f"corpora/docs/{key}") == data, key
+    assert _stable(get(s3, "corpora/docs/manifest.json")) == _stable(want["manifest.json"])
+    assert not any(stage.iterdir())
+    assert read_manifest(f"{uri}/train")["_path"] == f"{uri}/manifest.json"
+    # rerun: a no-op decided against the remote, nothing rewritten
+    capsys.readouterr()
+    assert run_main([*args, "--out", uri, "--seq-len", "32"]) == 0
+    assert f"{uri} already holds this dataset" in capsys.readouterr().out
+    assert objects(s3, "corpora/docs") == got
+    # other arguments: refused without --overwrite (one line naming the URI and the fix), nothing touched
+    assert run_main([*args, "--out", uri, "--seq-len", "16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and uri in err and "--overwrite" in err and str(stage) not in err
+    assert objects(s3, "corpora/docs") == got
+    # --overwrite: the new dataset, no object of the old one left
+    assert run_main([*args, "--out", uri, "--seq-len", "16", "--overwrite"]) == 0
+    tokenize_corpus([str(inp)], tmp_path / "local16", str(bpe_json), 16, val_fraction=0.1, progress=False,
+                       log=lambda s: 0)
+    assert set(objects(s3, "corpora/docs")) == set(local_files(tmp_path / "local16"))
+    assert json.loads(get(s3, "corpora/docs/manifest.json"))["seq_len"] == 16
+    assert read_manifest(f"{uri}/train")["seq_len"] == 16  # the process's manifest cache was dropped
+
+
+def test_unfinished_upload_never_looks_finished(s3: str, tmp_path: Path, docs: list[str], bpe_json: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from gf_train.config.data import DataConfig, StreamConfig
+    from gf_train.data import build_loader
+
+    inp = write_jsonl(tmp_path / "c.jsonl", docs[:200])
+    local, uri = tmp_path / "local", f"s3://{s3}/ds"
+    tokenize_corpus([str(inp)], local, str(bpe_json), 32, val_fraction=0.1, progress=False, log=lambda s: 0)
+    shard = next((local / "val").rglob("shard.*"))  # a file that vanishes mid-upload
+    shard.unlink()
+    shard.symlink_to(tmp_path / "missing")
+    with pytest.raises(OSError):
+        rm.upload_dataset(local, uri, log=lambda s: 0)
+    left = objects(s3, "ds")
+    assert rm.MARKER in left and "manifest.json" not in left and "train/index.json" in left
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        read_manifest(f"{uri}/train")
+    cfg = DataConfig(train=[StreamConfig(path=f"{uri}/train")], cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        build_loader(cfg, "train", seq_len=32, micro_batch=2, global_batch=2, world_size=1, rank=0)
+    # the same command again replaces the unfinished upload without --overwrite
+    capsys.readouterr()
+    args = ["--input", str(inp), "--tokenizer", str(bpe_json), "--val-fraction", "0.1", "--seq-len", "32"]
+    assert run_main([*args, "--out", uri, "--stage-dir", str(tmp_path / "stage")]) == 0
+    assert "unfinished upload" in capsys.readouterr().out
+    done = objects(s3, "ds")
+    assert rm.MARKER not in done and "manifest.json" in done
+    assert read_manifest(f"{uri}/train")["splits"]["train"]["samples"] > 0
+    # a prefix holding other things (no manifest, no marker) is never replaced without --overwrite
+    rm.client().put_object(Bucket=s3, Key="notes/readme.txt", Body=b"keep me")
+    assert run_main([*args, "--out", f"s3://{s3}/notes"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a gf-train dataset" in err and "--overwrite" in err
+    assert get(s3, "notes/readme.txt") == b"keep me"
+
+
+@pytest.mark.parametrize("case", ["no credentials", "no bucket", "endpoint down"])
+def test_one_line_errors_before_any_work(case: str, s3: str, tmp_path: Path, docs: list[str],
+                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    inp = write_jsonl(tmp_path / "c.jsonl", docs[:50])
+    uri, stage, endpoint = f"s3://{s3}/ds", tmp_path / "stage", os.environ[rm.ENDPOINT_ENV]
+    rm.client().put_object(Bucket=s3, Key="ds/manifest.json", Body=b"{}")  # (private) for the read checks
+    if case == "no credentials":
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+        want_write, want_read = "no AWS credentials found", "no AWS credentials found and the bucket is not public"
+    elif case == "no bucket":
+        uri = f"s3://{s3}-missing/ds"
+        want_write = want_read = f"bucket '{s3}-missing' does not exist"
+    else:
+        monkeypatch.setenv(rm.ENDPOINT_ENV, f"http://127.0.0.1:{free_port()}")
+        want_write = want_read = "cannot reach"
+    t = time.monotonic()
+    assert run_main(["--input", str(inp), "--out", uri, "--seq-len", "32", "--stage-dir", str(stage)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and want_write in err and uri in err, err
+    assert not stage.exists()  # no work started: nothing built locally
+    with pytest.raises(ValueError, match=want_read) as e:  # the trainer's and exporter's manifest reads
+        read_manifest(f"{uri}/train")
+    assert "\n" not in str(e.value)
+    assert time.monotonic() - t < 30
+    import boto3
+
+    c = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                     region_name="us-east-1")
+    assert [o["Key"] for o in c.list_objects_v2(Bucket=s3)["Contents"]] == ["ds/manifest.json"]  # nothing written
+    assert c.get_object(Bucket=s3, Key="ds/manifest.json")["Body"].read() == b"{}"
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_train_from_s3_two_ranks_exact_resume_and_export(s3: str, s3_endpoint: str, tmp_path: Path,
+                                                         docs: list[str], bpe_json: Path) -> None:
+    from tests.train.conftest import launch, losses, metrics, ok
+
+    inp = write_jsonl(tmp_path / "c.jsonl", docs)
+    uri = f"s3://{s3}/bpe32"
+    assert run_main(["--input", str(inp), "--out", uri, "--tokenizer", str(bpe_json), "--seq-len", "32",
+                     "--val-fraction", "0.1", "--stage-dir", str(tmp_path / "stage")]) == 0
+    cache = tmp_path / "cache"
+    over = (f"data.train=[{{path: {uri}/train}}]", f"data.val=[{{path: {uri}/val}}]", f"data.cache_dir={cache}",
+            "model.vocab_size=768", "model.ctx_len=32", "model.n_layer=2", "model.n_embd=32",
+            "schedule.max_steps=4", "schedule.warmup_steps=2", "checkpoint.every_steps=null", "eval.every_steps=4",
+            "eval.max_batches=2", "log.every_steps=1", "log.progress_bar=false")
+    env: dict[str, str | None] = dict(s3_env(s3_endpoint))
+    recipe = REPO / "recipes" / "debug_cpu.yaml"
+    a, b = tmp_path / "a", tmp_path / "b"
+    ok(launch(a, *over, nproc=2, fake=False, config=recipe, env=env, timeout=600))
+    ok(launch(b, "--stop-at-step", "2", *over, nproc=2, fake=False, config=recipe, env=env, timeout=600))
+    ok(launch(b, *over, nproc=2, fake=False, config=recipe, env=env, timeout=600))
+    assert len(losses(a)) == 4 and losses(a) == losses(b)  # exact: same machine, same data order
+    assert [r["step"] for r in metrics(b) if "val_loss" in r] == [4]
+    # the shards came from the server into the cache (keyed by the manifest), for both splits
+    for split in ("train", "val"):
+        idx = list(cache.glob(f"s3/{s3}/bpe32/*/{split}/index.json"))
+        assert len(idx) == 1 and json.loads(idx[0].read_text())["shards"], split
+    # export reads the run's data summary and tokenizer from the remote manifest
+    from gf_train.cli import main as cli
+
+    out = tmp_path / f"export_{tmp_path.name}"
+    assert cli(["export", "--checkpoint", str(b), "--out", str(out), "--dtype", "fp32"]) == 0
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    tokens = read_manifest(uri)["splits"]["train"]["tokens"]
+    assert f"`{uri}/train`: {tokens:,} tokens" in (out / "README.md").read_text()
+
+
+def test_uri_rules_without_a_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gf_train.config.data import StreamConfig
+
+    with pytest.raises(ValueError, match="only s3:// URIs.*S3_ENDPOINT_URL"):
+        read_manifest("gs://bucket/ds/train")
+    with pytest.raises(ValueError, match="data.cache_dir"):
+        StreamConfig(path="s3://bucket/ds/train", remote="s3://bucket/other")
+    # the local mirror of a split is keyed by the manifest: a re-uploaded dataset never meets stale shards
+    a = rm.cache_dir("s3://bucket/ds/train", '{"fingerprint": "a"}', tmp_path)
+    b = rm.cache_dir("s3://bucket/ds/train", '{"fingerprint": "b"}', tmp_path)
+    assert a.name == b.name == "train" and a.parent != b.parent and a.parent.parent == tmp_path / "s3/bucket/ds"
+    inp = write_jsonl(tmp_path / "c.jsonl", ["some text"])
+    assert run_main(["--input", str(inp), "--out", "s3://bucket", "--seq-len", "8"]) == 2
+    assert "give a prefix inside the bucket" in capsys.readouterr().err
