@@ -22,6 +22,7 @@ from gf_train.tokenizer_identity import TokenizerId, of_manifest, of_model, of_m
 
 def _manifests(cfg: RunConfig) -> list[dict[str, Any]]:
     from gf_train.data import read_manifest
+    from gf_train.data.remote import is_remote
 
     if not cfg.data.train:
         raise ValueError("data.train is empty: list at least one MDS folder (data_prep/tokenize.py --out X gives "
@@ -30,6 +31,9 @@ def _manifests(cfg: RunConfig) -> list[dict[str, Any]]:
     for split in ("train", "val"):
         for i, s in enumerate(getattr(cfg.data, split)):
             where = f"data.{split}[{i}].path"
+            if is_remote(s.path):  # s3://...: the manifest is read from the store (one-line errors)
+                out.append(read_manifest(s.path))
+                continue
             local = Path(s.path).expanduser()
             if s.remote is None and not local.exists():
                 raise FileNotFoundError(f"{where} {s.path} does not exist; fix the path or tokenize a corpus there "

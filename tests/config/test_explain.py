@@ -38,7 +38,7 @@ def test_explain_lists_every_leaf_with_its_resolved_value_and_doc() -> None:
     text = explain(cfg)
     lines = {ln.split(":", 1)[0]: ln for ln in text.splitlines() if ": " in ln and "#" in ln}
     assert "7" in lines["model.n_layer"] and "# Number of blocks L." in lines["model.n_layer"]
-    assert "/d/train" in lines["data.train[0].path"] and "# Local MDS folder" in lines["data.train[0].path"]
+    assert "/d/train" in lines["data.train[0].path"] and "# MDS split folder: local" in lines["data.train[0].path"]
     assert "50" in lines["schedule.max_steps"]
     assert "settings that have no effect: none" in text
 

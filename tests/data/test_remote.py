@@ -214,9 +214,9 @@ def test_train_from_s3_two_ranks_exact_resume_and_export(s3: str, s3_endpoint: s
                      "--val-fraction", "0.1", "--stage-dir", str(tmp_path / "stage")]) == 0
     cache = tmp_path / "cache"
     over = (f"data.train=[{{path: {uri}/train}}]", f"data.val=[{{path: {uri}/val}}]", f"data.cache_dir={cache}",
-            "model.vocab_size=768", "model.ctx_len=32", "model.n_layer=2", "model.n_embd=32",
+            "model.vocab_size=768", "model.tokenizer=null", "model.ctx_len=32", "model.n_layer=2", "model.n_embd=32",
             "schedule.max_steps=4", "schedule.warmup_steps=2", "checkpoint.every_steps=null", "eval.every_steps=4",
-            "eval.max_batches=2", "log.every_steps=1", "log.progress_bar=false")
+            "eval.max_tokens=256", "log.every_steps=1", "log.progress_bar=false")
     env: dict[str, str | None] = dict(s3_env(s3_endpoint))
     recipe = REPO / "recipes" / "debug_cpu.yaml"
     a, b = tmp_path / "a", tmp_path / "b"
