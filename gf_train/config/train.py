@@ -83,6 +83,8 @@ class CheckpointConfig:
     every_minutes: float | None = None
     keep_last: int = 2
     save_final: bool = True
+    # Loading re-reads every file to compare its xxh3_64 digest (about 1 s per 2-5 GB); false checks sizes only.
+    verify_checksums: bool = True
 
     def __post_init__(self) -> None:
         if self.keep_last < 2:
