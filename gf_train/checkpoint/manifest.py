@@ -151,6 +151,8 @@ def recorded_files(step_dir: Path) -> tuple[list[str], list[tuple[str, dict[str,
     except ValueError:
         record = None
     if not isinstance(record, dict) or "manifests" not in record:
+        if any(step_dir.glob(MANIFEST_GLOB)):  # a manifest-era checkpoint whose COMPLETE record is damaged
+            return [f"{c}: not a readable completion record (damaged)"], []
         return [], []  # saved before manifests existed: nothing to check against
     problems: list[str] = []
     files: list[tuple[str, dict[str, Any]]] = []

@@ -112,8 +112,7 @@ def save(engine: Any, info: DistInfo, cfg: RunConfig, run_dir: Path, step: int, 
             rec.write_text(step_dir / layout.CONFIG, dump(cfg))
             rec.write_text(step_dir / layout.CLIENT_STATE, json.dumps(client, indent=1, sort_keys=True))
             rec.write_text(step_dir / layout.LATEST, layout.DS_TAG)  # zero_to_fp32.py finds the tag by itself
-            script = step_dir / "zero_to_fp32.py"  # copied there by DeepSpeed (ZeRO >= 1)
-            if script.is_file():
+            for script in sorted(step_dir.glob("*.py")):  # zero_to_fp32.py etc., copied there by DeepSpeed
                 rec.add_existing(script)
         rec.write_manifest(info.rank)
     except Exception as e:  # noqa: BLE001 - any failure on any rank must reach every rank
