@@ -113,6 +113,7 @@ def test_faults_never_load_damage_and_end_like_an_uninterrupted_run(runs: dict[s
         if kind == "kill9":
             faults[_kill_trial(run, rng)] += 1
             damaged = None
+            interrupted = [d.name for d in (run / "checkpoints").glob("step_*") if not (d / "COMPLETE").exists()]
         else:
             shutil.copytree(runs["mid"], run)
             damaged = run / "checkpoints" / "step_00000004"
@@ -121,6 +122,10 @@ def test_faults_never_load_damage_and_end_like_an_uninterrupted_run(runs: dict[s
         res = ok(launch(run, *OVER))
         out = res.stdout + res.stderr
         source = _resumed_from(out)
+        if damaged is None and interrupted:  # killed mid-save: the incomplete one is reported, never loaded
+            assert f"{interrupted[0]} is " in out and source != interrupted[0], out[-3000:]
+            fallbacks += 1
+            corrupt_loads += source == interrupted[0]
         if damaged is not None:
             assert source == "step_00000002", (kind, what, out[-3000:])  # fell back past the damaged one
             fallbacks += 1
