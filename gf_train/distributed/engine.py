@@ -250,6 +250,9 @@ def convert_to_universal(step_dir: Path, tag: str, out_tag: str) -> Path:
 
 def fp32_state_dict(step_dir: Path, tag: str) -> dict[str, torch.Tensor]:
     """Consolidated fp32 weights of a DeepSpeed checkpoint (any ZeRO stage), for warm starts."""
+    import contextlib
+
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    return dict(get_fp32_state_dict_from_zero_checkpoint(str(step_dir), tag=tag))
+    with contextlib.redirect_stdout(sys.stderr):  # its progress prints would corrupt `gf-train eval --json`
+        return dict(get_fp32_state_dict_from_zero_checkpoint(str(step_dir), tag=tag))

@@ -125,6 +125,8 @@ def _self_signal_step(rank: int) -> int | None:
 
 
 def _write_exit_status(run_dir: Path, info: DistInfo, code: int, reason: str, step: int) -> None:
+    """rank 0: exit_status.json {exit_code, reason, step}. Reasons: finished, stop_at_step, preempted, nonfinite,
+    checkpoint_save_failed (step: the save that failed), no_intact_checkpoint (every checkpoint damaged)."""
     if info.is_main:
         (run_dir / "exit_status.json").write_text(json.dumps({"exit_code": code, "reason": reason, "step": step}))
 
@@ -148,10 +150,10 @@ def train(cfg: RunConfig, run_dir: Path, *, stop_at_step: int | None = None, res
                         ).run(stop_at_step, resume_from, init_from)
     except rs.SaveFailed as e:  # raised on every rank, after they agreed
         print(f"gf-train: error: {e}", file=sys.stderr, flush=True)
-        _write_exit_status(run_dir, info, EXIT_SAVE_FAILED, "checkpoint_save_failed", -1)
+        _write_exit_status(run_dir, info, EXIT_SAVE_FAILED, "checkpoint_save_failed", e.step)
         return EXIT_SAVE_FAILED
     except rs.NoLoadableCheckpoint:
-        _write_exit_status(run_dir, info, EXIT_USER_ERROR, "no_intact_checkpoint", -1)
+        _write_exit_status(run_dir, info, EXIT_USER_ERROR, "no_intact_checkpoint", 0)
         raise  # the CLI prints the one line and exits 1
     finally:
         flag.uninstall()

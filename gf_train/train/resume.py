@@ -50,6 +50,10 @@ Log = Callable[[str], None]
 class SaveFailed(Exception):
     """A checkpoint save failed on some rank (raised on every rank; the trainer exits EXIT_SAVE_FAILED)."""
 
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
 
 class NoLoadableCheckpoint(ValueError):
     """Every checkpoint of the run failed verification or loading (user-facing, one line)."""
@@ -70,7 +74,7 @@ class ResumePlan:
 
 # ---- save ----
 
-def _agree(err: str | None, step_dir: Path, info: DistInfo, what: str) -> None:
+def _agree(err: str | None, step_dir: Path, info: DistInfo, what: str, step: int) -> None:
     """Collective: raise SaveFailed on every rank if `err` is set on any; rank 0 removes the partial dir."""
     errs = [e for e in all_gather_object(err) if e]
     if not errs:
@@ -80,7 +84,7 @@ def _agree(err: str | None, step_dir: Path, info: DistInfo, what: str) -> None:
     barrier()
     raise SaveFailed(f"saving checkpoint {step_dir} failed while {what}: {errs[0]}. Older checkpoints are intact; "
                      f"free space or fix permissions on {step_dir.parent}, then rerun (it resumes from the newest "
-                     f"complete checkpoint)")
+                     f"complete checkpoint)", step)
 
 
 def _describe(e: BaseException, rank: int) -> str:
@@ -103,7 +107,7 @@ def save(engine: Any, info: DistInfo, cfg: RunConfig, run_dir: Path, step: int, 
             step_dir.mkdir(parents=True)
         except OSError as e:
             err = _describe(e, info.rank)
-    _agree(err, step_dir, info, "creating the directory")
+    _agree(err, step_dir, info, "creating the directory", step)
     rec = manifest.Recorder(step_dir)
     try:
         save_engine(engine, step_dir, layout.DS_TAG, {"gf_step": step}, opener=rec.open)
@@ -119,7 +123,7 @@ def save(engine: Any, info: DistInfo, cfg: RunConfig, run_dir: Path, step: int, 
         err = _describe(e, info.rank)
     if fault_sleep:  # testing hook: widen the window in which a kill -9 leaves an incomplete checkpoint
         time.sleep(fault_sleep)
-    _agree(err, step_dir, info, "writing")
+    _agree(err, step_dir, info, "writing", step)
     if info.is_main:
         try:
             manifest.write_complete(step_dir, info.world_size)
@@ -128,7 +132,7 @@ def save(engine: Any, info: DistInfo, cfg: RunConfig, run_dir: Path, step: int, 
                 raise ValueError(problems[0])
         except (OSError, ValueError) as e:
             err = _describe(e, info.rank)
-    _agree(err, step_dir, info, "completing")
+    _agree(err, step_dir, info, "completing", step)
     if info.is_main:
         retention.prune(root, keep_last)  # only now: a newer checkpoint is complete and verified
     barrier()

@@ -194,10 +194,27 @@ def test_rollback_starts_a_new_timeline(runs: dict[str, Path], tmp_path: Path) -
     assert (abandoned[0] / "step_00000006" / "COMPLETE").is_file()  # the old timeline is never pruned
 
 
+def test_no_intact_checkpoint_is_one_line_and_exit_1(runs: dict[str, Path], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(runs["mid"], run)
+    for step in ("step_00000002", "step_00000004"):
+        (run / "checkpoints" / step / "ds" / "mp_rank_00_model_states.pt").write_bytes(b"rot")
+    res = ok(launch(run, *OVER), 1)
+    err = [line for line in res.stderr.splitlines() if line.startswith("gf-train: error:")]
+    assert len(err) == 1 and "tried step_00000004, step_00000002" in err[0], res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    assert json.loads((run / "exit_status.json").read_text()) == {"exit_code": 1, "reason": "no_intact_checkpoint",
+                                                                  "step": 0}
+    assert sorted(p.name for p in (run / "checkpoints" / "corrupt").iterdir()) == ["step_00000002",
+                                                                                  "step_00000004"]
+
+
 @pytest.mark.dist
-def test_two_ranks_agree_on_fallback(tmp_path: Path) -> None:
-    """A flipped byte in rank 1's optimizer partition of the newest checkpoint: both ranks fall back to the
-    older checkpoint together, and the run ends with the uninterrupted 2-rank losses."""
+def test_two_ranks_agree_on_fallback_and_on_a_full_disk(tmp_path: Path) -> None:
+    """2 ranks: (a) a flipped byte in rank 1's optimizer partition of the newest checkpoint: both ranks fall back
+    to the older checkpoint together and end with the uninterrupted 2-rank losses; (b) a run dir on a tmpfs
+    that fills up during the second save, whichever rank hits it first: every rank reports it, exit 4, the
+    first checkpoint intact; after growing the tmpfs the rerun ends with the same losses."""
     ref, run = tmp_path / "ref", tmp_path / "run"
     ok(launch(ref, *OVER, nproc=2))
     ok(launch(run, "--stop-at-step", "4", *OVER, nproc=2))
@@ -210,3 +227,24 @@ def test_two_ranks_agree_on_fallback(tmp_path: Path) -> None:
     assert "zero_pp_rank_1_mp_rank_00_optim_states.pt: xxh3_64 checksum" in out, out[-3000:]
     assert _resumed_from(out) == "step_00000002"
     assert losses(run) == losses(ref)
+    # (b)
+    one = sum(p.stat().st_size for p in (ref / "checkpoints" / "step_00000006").rglob("*") if p.is_file())
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(one * 1.5) + 64 * 1024}", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mount -t tmpfs failed (needs root, as in CI): the full-disk case did not run")
+    try:
+        full = mnt / "run"
+        res = launch(full, *OVER, nproc=2)
+        assert res.returncode != 0  # torchrun turns the ranks' exit 4 into 1
+        out = res.stdout + res.stderr
+        assert out.count("gf-train: error: saving checkpoint") == 2, out[-4000:]  # one line per rank
+        assert json.loads((full / "exit_status.json").read_text())["exit_code"] == 4
+        assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["step_00000002"]
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+        res = ok(launch(full, *OVER, nproc=2))
+        assert _resumed_from(res.stdout + res.stderr) == "step_00000002"
+        assert losses(full) == losses(ref)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
