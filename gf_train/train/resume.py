@@ -29,8 +29,7 @@ from typing import Any
 
 import torch
 
-from gf_train.checkpoint import layout, manifest, retention
-from gf_train.checkpoint import state as cs
+from gf_train.checkpoint import layout, manifest, retention, state
 from gf_train.checkpoint.resolve import candidates, locate
 from gf_train.checkpoint.weights import load_weights
 from gf_train.config import RunConfig, config_hash, dump
@@ -111,7 +110,7 @@ def save(engine: Any, info: DistInfo, cfg: RunConfig, run_dir: Path, step: int, 
     rec = manifest.Recorder(step_dir)
     try:
         save_engine(engine, step_dir, layout.DS_TAG, {"gf_step": step}, opener=rec.open)
-        rec.write_text(cs.rank_file(step_dir, info.rank), json.dumps(rank_state))
+        rec.write_text(state.rank_file(step_dir, info.rank), json.dumps(rank_state))
         if info.is_main:
             rec.write_text(step_dir / layout.CONFIG, dump(cfg))
             rec.write_text(step_dir / layout.CLIENT_STATE, json.dumps(client, indent=1, sort_keys=True))
@@ -144,7 +143,7 @@ def client_state(cfg: RunConfig, info: DistInfo, step: int, tokens: int, skipped
     return {"step": step, "tokens": tokens, "skipped_steps": skipped, "world_size": info.world_size,
             "zero_stage": cfg.dist.zero_stage, "precision": cfg.dist.precision,
             "global_batch": cfg.dist.global_batch, "config_hash": config_hash(cfg),
-            "versions": cs.package_versions(), "saved_at": time.time(), **extra}
+            "versions": state.package_versions(), "saved_at": time.time(), **extra}
 
 
 def tokenizer_identity(cfg: RunConfig) -> dict[str, Any] | None:
@@ -219,8 +218,9 @@ def plan_resume(cfg: RunConfig, step_dir: Path | None, world_size: int, explicit
     """Config checks against the chosen checkpoint. Raises ValueError for impossible resumes."""
     if step_dir is None:
         return None
-    client = cs.read_client_state(step_dir)
-    changes = cs.compare_configs(cs.read_run_config(step_dir), cfg, f"the checkpoint ({step_dir / layout.CONFIG})")
+    client = state.read_client_state(step_dir)
+    changes = state.compare_configs(state.read_run_config(step_dir), cfg,
+                                    f"the checkpoint ({step_dir / layout.CONFIG})")
     if client["zero_stage"] != cfg.dist.zero_stage:
         raise ValueError(
             f"dist.zero_stage={cfg.dist.zero_stage} but {step_dir} was saved with zero_stage="
@@ -256,16 +256,16 @@ def load(engine: Any, plan: ResumePlan, info: DistInfo) -> dict[str, Any] | None
     try:
         load_engine(engine, plan.step_dir, layout.UNIVERSAL_TAG if plan.universal else layout.DS_TAG)
         same_world = plan.client["world_size"] == info.world_size
-        mine = cs.read_rank_state(plan.step_dir, info.rank) if same_world else None
+        mine = state.read_rank_state(plan.step_dir, info.rank) if same_world else None
         if plan.client["world_size"] != info.world_size:
-            cs.read_rank_state(plan.step_dir, 0)  # data_state_for reads it: fail here, not later
+            state.read_rank_state(plan.step_dir, 0)  # data_state_for reads it: fail here, not later
     except Exception as e:  # noqa: BLE001 - a damaged file may raise anything while unpickling
         err = _describe(e, info.rank)
     errs = [e for e in all_gather_object(err) if e]
     if errs:
         raise LoadFailed(errs[0])
     if mine is not None:
-        cs.restore_rng(mine["rng"])
+        state.restore_rng(mine["rng"])
     return mine
 
 
@@ -274,7 +274,7 @@ def data_state_for(plan: ResumePlan, rank_state: dict[str, Any] | None) -> Any:
     (the data loader's state is global: samples seen over all ranks, so it re-divides them)."""
     if rank_state is not None:
         return rank_state.get("data")
-    zero = cs.read_rank_state(plan.step_dir, 0)
+    zero = state.read_rank_state(plan.step_dir, 0)
     return None if zero is None else zero.get("data")
 
 
@@ -318,11 +318,11 @@ def warm_start(model: torch.nn.Module, path: Path, model_cfg: Any = None, checks
             or (layout.checkpoints_dir(path)).is_dir():
         step_dir = resolve(path, checksums)
         source: tuple[dict[str, Any], Path] | None = (
-            dataclasses.asdict(cs.read_run_config(step_dir).model), step_dir / layout.CONFIG)
+            dataclasses.asdict(state.read_run_config(step_dir).model), step_dir / layout.CONFIG)
     else:
         source = _export_model_config(path)
     if source is not None and model_cfg is not None and dataclasses.is_dataclass(model_cfg):
-        cs.check_architecture(source[0], model_cfg, f"the weights' config ({source[1]})",
+        state.check_architecture(source[0], model_cfg, f"the weights' config ({source[1]})",
                               f" or start from other weights (--init-from {path})")
     sd = load_weights(step_dir) if step_dir is not None else _load_safetensors(path)
     own = model.state_dict()

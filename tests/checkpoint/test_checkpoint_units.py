@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from gf_train.checkpoint import layout, manifest, retention
-from gf_train.checkpoint import state as cs
+from gf_train.checkpoint import layout, manifest, retention, state
 from gf_train.checkpoint.resolve import candidates, locate, resolve
 from gf_train.config import RunConfig
 from gf_train.config.model import ModelConfig
@@ -31,7 +30,7 @@ def _ckpt(root: Path, step: int, ranks: int = 1, complete: bool = True, payload:
         rec = manifest.Recorder(d)
         with rec.open(d / layout.DS_TAG / f"zero_pp_rank_{r}_optim_states.pt") as f:
             torch.save({"w": torch.arange(1000, dtype=torch.float32) * (step + r), "n": len(payload)}, f)
-        rec.write_text(cs.rank_file(d, r), json.dumps({"rank": r}))
+        rec.write_text(state.rank_file(d, r), json.dumps({"rank": r}))
         if r == 0:
             rec.write_text(d / layout.CLIENT_STATE, json.dumps({"step": step}))
         rec.write_manifest(r)
@@ -69,7 +68,7 @@ def test_complete_needs_every_rank_manifest(tmp_path: Path) -> None:
     assert not layout.is_complete(d)
 
 
-@pytest.mark.parametrize("fault", ["truncate", "flip", "delete", "manifest", "complete"])
+@pytest.mark.parametrize("fault", ["truncate", "flip", "delete", "manifest", "complete", "complete_garbled"])
 def test_verify_names_the_damaged_file(tmp_path: Path, fault: str) -> None:
     d = _ckpt(tmp_path, 4, ranks=2)
     f = d / "ds" / "zero_pp_rank_1_optim_states.pt"
@@ -85,9 +84,12 @@ def test_verify_names_the_damaged_file(tmp_path: Path, fault: str) -> None:
     elif fault == "manifest":
         _flip(d / manifest.manifest_name(1), 5)
         want = "manifest_rank_00001.json: xxh3_64 checksum"
-    else:
+    elif fault == "complete":
         (d / layout.COMPLETE).unlink()
         want = "COMPLETE: missing"
+    else:
+        (d / layout.COMPLETE).write_text((d / layout.COMPLETE).read_text()[:20])
+        want = "COMPLETE: not a readable completion record"
     problems = manifest.verify(d)
     assert len(problems) == 1 and want in problems[0], problems
     if fault in ("truncate", "delete"):
@@ -204,9 +206,9 @@ def test_choose_resume_from_older_starts_a_new_timeline(tmp_path: Path) -> None:
 
 
 def test_rng_roundtrip_is_json() -> None:
-    state = json.loads(json.dumps(cs.capture_rng()))
+    saved = json.loads(json.dumps(state.capture_rng()))
     a = (random.random(), float(np.random.rand()), torch.rand(3))
-    cs.restore_rng(state)
+    state.restore_rng(saved)
     b = (random.random(), float(np.random.rand()), torch.rand(3))
     assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
 
@@ -215,10 +217,10 @@ def test_one_architecture_check() -> None:
     old = RunConfig(model=ModelConfig(n_layer=4, n_embd=64, head_size=16))
     new = RunConfig(model=ModelConfig(n_layer=4, n_embd=128, head_size=16))
     with pytest.raises(ValueError, match=r"model\.n_embd is 64 in the checkpoint \(X\) but 128"):
-        cs.compare_configs(old, new, "the checkpoint (X)")
+        state.compare_configs(old, new, "the checkpoint (X)")
     new = RunConfig(model=ModelConfig(n_layer=4, n_embd=64, head_size=16, wkv_backend="naive"))
     new.optim.lr = 1e-3
-    changes = cs.compare_configs(old, new, "X")
+    changes = state.compare_configs(old, new, "X")
     assert any("optim.lr" in c for c in changes) and any("wkv_backend" in c for c in changes)
     with pytest.raises(ValueError, match=r"model\.n_layer is 2 in W but 4 .*Set model\.n_layer=2, or else"):
-        cs.check_architecture({"n_layer": 2, "wkv_backend": "x"}, new.model, "W", ", or else")
+        state.check_architecture({"n_layer": 2, "wkv_backend": "x"}, new.model, "W", ", or else")
