@@ -1,8 +1,10 @@
 """Integrity of a checkpoint: per-rank file manifests (size + xxh3_64), the `COMPLETE` record, verification.
 
-Owner: `gf_train.checkpoint`. Every rank records, for each file it writes, its size and an xxh3_64 digest,
-computed while the bytes are written (`Recorder.open`: DeepSpeed's torch.save streams through it) or,
-for files written by others' code (DeepSpeed's copy of zero_to_fp32.py), right after. Each rank writes
+Owner: `gf_train.checkpoint`. Every rank records, for each file it writes, its size and an xxh3_64 digest:
+DeepSpeed's files are hashed from the page cache in a thread right after each is written, while the next
+one is written (`Recorder.add_in_background`; DeepSpeed's own torch.save path stays untouched; streaming
+torch.save through a hashing file object, `Recorder.open`, measured no faster: docs/benchmarks.md); our
+JSON/YAML files are hashed from the bytes we write; DeepSpeed's copies of zero_to_*.py right after. Each rank writes
 `manifest_rank_XXXXX.json`; rank 0 writes `COMPLETE` only once all of them are there, and `COMPLETE`
 records each manifest's size and digest, so a checkpoint is a tree of digests rooted in `COMPLETE`.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +90,8 @@ class Recorder:
 
     step_dir: Path
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _pending: list[tuple[Path, Future[tuple[int, str]]]] = field(default_factory=list, repr=False)
 
     def _record(self, path: Path, size: int, digest: str) -> None:
         self.files[Path(path).resolve().relative_to(self.step_dir.resolve()).as_posix()] = {"size": size,
@@ -100,12 +105,32 @@ class Recorder:
         """Record a file written by code we do not control (hashed from disk, right after it was written)."""
         self._record(path, *file_digest(path))
 
+    def add_in_background(self, path: str | Path) -> None:
+        """Hash a file that was just written (still in the page cache) in a thread, while the next file is
+        written; `write_manifest` waits for it. xxhash releases the GIL for large buffers."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-hash")
+        p = Path(path)
+        self._pending.append((p, self._pool.submit(file_digest, p)))
+
+    def wait(self) -> None:
+        """Record every background hash (re-raising its error, e.g. a file that vanished)."""
+        try:
+            for p, fut in self._pending:
+                self._record(p, *fut.result())
+        finally:
+            self._pending.clear()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
     def write_text(self, path: Path, text: str) -> None:
         atomic_write_text(path, text)
         data = text.encode()
         self._record(path, len(data), xxhash.xxh3_64_hexdigest(data))
 
     def write_manifest(self, rank: int) -> Path:
+        self.wait()
         path = self.step_dir / manifest_name(rank)
         atomic_write_text(path, json.dumps({"rank": rank, "files": self.files}, indent=0, sort_keys=True))
         return path

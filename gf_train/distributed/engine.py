@@ -196,19 +196,19 @@ def shutdown() -> None:
 # ---- engine checkpoint I/O ----
 
 def save_engine(engine: Any, step_dir: Path, tag: str, client_state: dict[str, Any],
-                opener: Callable[[str], Any] | None = None) -> None:
+                after_save: Callable[[str], None] | None = None) -> None:
     """All ranks: write DeepSpeed's tag dir (module, optimizer partitions) under `step_dir/tag`.
 
-    `opener(path)` returns the binary file each of DeepSpeed's torch.save calls writes into (the checkpoint
-    layer hashes the bytes on their way to disk). If writing fails on this rank, this rank still enters
-    DeepSpeed's closing barrier before re-raising, so that the other ranks are not left waiting in it and
-    every rank can then agree on the failure (`all_reduce_sum`)."""
+    `after_save(path)` is called after each file DeepSpeed's checkpoint engine writes on this rank (the
+    checkpoint layer hashes it in a thread while the next one is written). If writing fails on this rank,
+    this rank still enters DeepSpeed's closing barrier before re-raising, so that the other ranks are not
+    left waiting in it and every rank can then agree on the failure."""
     ckpt = engine.checkpoint_engine
     plain_save = ckpt.save
-    if opener is not None:
+    if after_save is not None:
         def save(state_dict: Any, path: str) -> None:
-            with opener(path) as f:
-                torch.save(state_dict, f)
+            plain_save(state_dict, path)
+            after_save(path)
 
         ckpt.save = save
     try:

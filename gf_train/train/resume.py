@@ -4,10 +4,11 @@ Owner: `gf_train.train`. Everything about a checkpoint itself (layout, manifests
 resolver, weights, retention, client state) is `gf_train.checkpoint`; DeepSpeed I/O is
 `gf_train.distributed.engine`. Here: which rank does what, and how the ranks agree.
 
-- `save(...)`: every rank writes its DeepSpeed partition (hashed while written), its `rank_XXXXX.json` and
-  its manifest; the ranks agree that all writes succeeded; rank 0 writes `latest`, `COMPLETE` (after every
-  manifest), checks the sizes, then prunes. A failure on any rank (full disk, permissions, I/O) raises
-  `SaveFailed` on every rank; the partial step dir is removed, older checkpoints are untouched.
+- `save(...)`: every rank writes its DeepSpeed partition (each file hashed in a thread while the next one is
+  written), its `rank_XXXXX.json` and its manifest; the ranks agree that all writes succeeded; rank 0 writes
+  `latest`, `COMPLETE` (after every manifest), checks the sizes, then prunes. A failure on any rank (full
+  disk, permissions, I/O) raises `SaveFailed` on every rank; the partial step dir is removed, older
+  checkpoints are untouched.
 - `choose(...)`: the checkpoint to resume from. Auto-resume verifies the newest complete checkpoint (the
   ranks share the files, then agree); a damaged one is logged, moved to checkpoints/corrupt/ and the next
   older one is tried. `--resume-from` an older checkpoint moves the newer ones to checkpoints/abandoned/.
@@ -109,7 +110,7 @@ def save(engine: Any, info: DistInfo, cfg: RunConfig, run_dir: Path, step: int, 
     _agree(err, step_dir, info, "creating the directory", step)
     rec = manifest.Recorder(step_dir)
     try:
-        save_engine(engine, step_dir, layout.DS_TAG, {"gf_step": step}, opener=rec.open)
+        save_engine(engine, step_dir, layout.DS_TAG, {"gf_step": step}, after_save=rec.add_in_background)
         rec.write_text(state.rank_file(step_dir, info.rank), json.dumps(rank_state))
         if info.is_main:
             rec.write_text(step_dir / layout.CONFIG, dump(cfg))
@@ -120,6 +121,10 @@ def save(engine: Any, info: DistInfo, cfg: RunConfig, run_dir: Path, step: int, 
         rec.write_manifest(info.rank)
     except Exception as e:  # noqa: BLE001 - any failure on any rank must reach every rank
         err = _describe(e, info.rank)
+        try:
+            rec.wait()  # no hashing thread outlives a failed save
+        except Exception:  # noqa: BLE001 - the first error is the one reported
+            pass
     if fault_sleep:  # testing hook: widen the window in which a kill -9 leaves an incomplete checkpoint
         time.sleep(fault_sleep)
     _agree(err, step_dir, info, "writing", step)
