@@ -65,14 +65,13 @@ def of_tokenizer_spec(spec: str) -> TokenizerId:
 
 
 def _newest_step_dir(path: Path) -> Path | None:
-    """A checkpoint step dir: `path` itself, or the newest complete one under path or path/checkpoints."""
-    if (path / "config.yaml").is_file() and (path / "COMPLETE").is_file():
-        return path
-    for root in (path / "checkpoints", path):
-        steps = sorted(d for d in root.glob("step_*") if (d / "COMPLETE").is_file()) if root.is_dir() else []
-        if steps:
-            return steps[-1]
-    return None
+    """The checkpoint step dir `path` names (gf_train.checkpoint's resolver, without verifying files)."""
+    from gf_train.checkpoint import locate
+
+    try:
+        return locate(path)
+    except ValueError:
+        return None
 
 
 def of_model(path: str | Path) -> TokenizerId | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,17 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order (a one-element list without a process group)."""
+    import torch.distributed as tdist
+
+    if not tdist.is_initialized() or tdist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * tdist.get_world_size()
+    tdist.all_gather_object(out, obj)
+    return out
+
+
 def shutdown() -> None:
     """Barrier, then destroy the process group (the barrier avoids a rare gloo teardown abort)."""
     import torch.distributed as tdist
@@ -194,9 +206,29 @@ def shutdown() -> None:
 
 # ---- engine checkpoint I/O ----
 
-def save_engine(engine: Any, step_dir: Path, tag: str, client_state: dict[str, Any]) -> None:
-    """All ranks: write DeepSpeed's tag dir (module, optimizer partitions) under `step_dir/tag`."""
-    engine.save_checkpoint(str(step_dir), tag=tag, client_state=client_state, save_latest=False)
+def save_engine(engine: Any, step_dir: Path, tag: str, client_state: dict[str, Any],
+                after_save: Callable[[str], None] | None = None) -> None:
+    """All ranks: write DeepSpeed's tag dir (module, optimizer partitions) under `step_dir/tag`.
+
+    `after_save(path)` is called after each file DeepSpeed's checkpoint engine writes on this rank (the
+    checkpoint layer hashes it in a thread while the next one is written). If writing fails on this rank,
+    this rank still enters DeepSpeed's closing barrier before re-raising, so that the other ranks are not
+    left waiting in it and every rank can then agree on the failure."""
+    ckpt = engine.checkpoint_engine
+    plain_save = ckpt.save
+    if after_save is not None:
+        def save(state_dict: Any, path: str) -> None:
+            plain_save(state_dict, path)
+            after_save(path)
+
+        ckpt.save = save
+    try:
+        engine.save_checkpoint(str(step_dir), tag=tag, client_state=client_state, save_latest=False)
+    except Exception:
+        barrier()  # DeepSpeed's final barrier, which this rank skipped
+        raise
+    finally:
+        ckpt.save = plain_save
 
 
 def load_engine(engine: Any, step_dir: Path, tag: str) -> dict[str, Any]:
@@ -229,6 +261,9 @@ def convert_to_universal(step_dir: Path, tag: str, out_tag: str) -> Path:
 
 def fp32_state_dict(step_dir: Path, tag: str) -> dict[str, torch.Tensor]:
     """Consolidated fp32 weights of a DeepSpeed checkpoint (any ZeRO stage), for warm starts."""
+    import contextlib
+
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    return dict(get_fp32_state_dict_from_zero_checkpoint(str(step_dir), tag=tag))
+    with contextlib.redirect_stdout(sys.stderr):  # its progress prints would corrupt `gf-train eval --json`
+        return dict(get_fp32_state_dict_from_zero_checkpoint(str(step_dir), tag=tag))

@@ -1,11 +1,11 @@
 """`gf-train export`: a complete training checkpoint -> a Hugging Face-loadable, Apache-2.0 export folder.
 
-Owner: `gf_train.export`. Finds the checkpoint with the trainer's own helpers
-(`gf_train.train.checkpoint`), consolidates the ZeRO partitions with DeepSpeed's zero_to_fp32 API
-(through `gf_train.distributed.engine.fp32_state_dict`, the one place that imports deepspeed), reads the
-resolved config, client state, data manifests and metrics for the model card, and hands everything
-to `gf_train.export.hf_dir.write_export` (atomic). Every check that can fail runs before the first
-byte is written.
+Owner: `gf_train.export`. Finds and verifies the checkpoint with `gf_train.checkpoint.resolve` (a damaged
+or incomplete one is a one-line error), gets its weights from `gf_train.checkpoint.load_weights` (DeepSpeed's
+zero_to_fp32 API; ZeRO 0 handled), reads the resolved config, client state (tokenizer identity; older
+checkpoints: the data manifests), data manifests and metrics for the model card, and hands everything to
+`gf_train.export.hf_dir.write_export` (atomic). Every check that can fail runs before the first byte is
+written.
 """
 
 from __future__ import annotations
@@ -18,40 +18,12 @@ from gf_train.export.card import CardInfo
 from gf_train.export.hf_dir import ExportInputs, check_destination, parse_dtype, write_export
 from gf_train.export.safetensors_io import DEFAULT_MAX_SHARD_BYTES
 
-STRIP_PREFIXES = ("module.", "_orig_mod.", "_forward_module.")
 
+def find_checkpoint(path: str | Path, checksums: bool = True) -> Path:
+    """A complete, verified step directory from RUN_DIR, RUN_DIR/checkpoints or a step directory."""
+    from gf_train.checkpoint import resolve
 
-def find_checkpoint(path: str | Path) -> Path:
-    """A complete step directory from RUN_DIR, RUN_DIR/checkpoints or a step directory."""
-    from gf_train.train.checkpoint import COMPLETE, checkpoints_dir, is_complete, resolve_checkpoint
-
-    p = Path(path)
-    if not p.exists():
-        alt = checkpoints_dir(p.parent) / p.name  # RUN_DIR/step_N given for RUN_DIR/checkpoints/step_N
-        if not alt.exists():
-            raise ValueError(f"checkpoint {p} does not exist; pass a run directory or one of its "
-                             f"checkpoints/step_XXXXXXXX directories")
-        p = alt
-    if p.name.startswith("step_") and p.is_dir() and not is_complete(p):
-        raise ValueError(f"checkpoint {p} is incomplete (no {COMPLETE} marker: its save was interrupted); "
-                         f"export an older step or the run directory (newest complete checkpoint)")
-    try:
-        return resolve_checkpoint(p)
-    except FileNotFoundError as e:
-        raise ValueError(str(e)) from e
-
-
-def strip_wrappers(state: dict[str, Any]) -> dict[str, Any]:
-    """Drop the prefixes DeepSpeed / torch.compile wrappers add to parameter names."""
-    out = dict(state)
-    changed = True
-    while changed and out:
-        changed = False
-        for pre in STRIP_PREFIXES:
-            if all(k.startswith(pre) for k in out):
-                out = {k[len(pre):]: v for k, v in out.items()}
-                changed = True
-    return out
+    return resolve(path, checksums)
 
 
 def last_losses(run_dir: Path, step: int | None) -> tuple[float | None, float | None]:
@@ -98,25 +70,26 @@ def data_summary(cfg: Any) -> tuple[list[dict[str, Any]], str | None]:
 def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "bf16", overwrite: bool = False,
                       max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, tokenizer: str | None = None) -> Path:
     """Export the newest complete checkpoint under `checkpoint` (or that step directory) into `out`."""
+    from gf_train.checkpoint import CONFIG, DS_TAG, load_weights
+    from gf_train.checkpoint.state import read_client_state
     from gf_train.config import dump, loads
-    from gf_train.distributed.engine import fp32_state_dict
     from gf_train.model.flops import param_count
-    from gf_train.train.checkpoint import DS_TAG, read_client_state
 
     parse_dtype(dtype)
     out_path = Path(out).resolve()
     check_destination(out_path, overwrite)
     step_dir = find_checkpoint(checkpoint)
-    cfg_file = step_dir / "config.yaml"
+    cfg_file = step_dir / CONFIG
     if not cfg_file.is_file() or not (step_dir / DS_TAG).is_dir():
         raise ValueError(f"checkpoint {step_dir} lacks config.yaml or its DeepSpeed folder {DS_TAG}/; "
                          "is it a gf-train checkpoint?")
     run_cfg = loads(cfg_file.read_text())
     client = read_client_state(step_dir)
-    state = strip_wrappers(fp32_state_dict(step_dir, DS_TAG))
-    data, spec = data_summary(run_cfg)
+    state = load_weights(step_dir)
+    data, manifest_spec = data_summary(run_cfg)
     tok = None
-    spec = tokenizer or spec
+    stored = client.get("tokenizer") if isinstance(client.get("tokenizer"), dict) else None
+    spec = tokenizer or (stored or {}).get("spec") or manifest_spec  # the checkpoint's own record first
     if spec is not None:
         from gf_train.data.tokenizers import load_tokenizer
 

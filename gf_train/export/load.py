@@ -1,8 +1,9 @@
 """Load a gf-train model from an export folder or a training checkpoint (for generate, eval, tests).
 
 Owner: `gf_train.export`. An export folder is recognised by its `config.json` with `gf_model`; anything
-else is treated as a checkpoint location (run dir, checkpoints dir or step dir) and consolidated with
-DeepSpeed's zero_to_fp32 (through `gf_train.distributed.engine`). Weights are cast to `dtype` (fp32 default).
+else is treated as a checkpoint location (run dir, checkpoints dir or step dir), resolved and verified by
+`gf_train.checkpoint.resolve` and consolidated by `gf_train.checkpoint.load_weights`. Weights are cast to
+`dtype` (fp32 default).
 """
 
 from __future__ import annotations
@@ -57,16 +58,15 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32, wkv_backend
         state = {k[len(WEIGHT_PREFIX):] if k.startswith(WEIGHT_PREFIX) else k: v for k, v in raw.items()}
         spec = tokenizer_spec_of_export(p)
     else:
-        from gf_train.config import loads
-        from gf_train.distributed.engine import fp32_state_dict
-        from gf_train.export.export import data_summary, find_checkpoint, strip_wrappers
-        from gf_train.train.checkpoint import DS_TAG
+        from gf_train.checkpoint import load_weights, resolve
+        from gf_train.checkpoint.state import read_run_config, tokenizer_of
+        from gf_train.export.export import data_summary
 
-        step_dir = find_checkpoint(p)
-        run_cfg = loads((step_dir / "config.yaml").read_text())
+        step_dir = resolve(p)
+        run_cfg = read_run_config(step_dir)
         cfg = run_cfg.model
-        state = strip_wrappers(fp32_state_dict(step_dir, DS_TAG))
-        spec = data_summary(run_cfg)[1]
+        state = load_weights(step_dir)
+        spec = (tokenizer_of(step_dir) or {}).get("spec") or data_summary(run_cfg)[1]
         p = step_dir
     cfg = dataclasses.replace(cfg, wkv_backend=wkv_backend, grad_cp=False)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}

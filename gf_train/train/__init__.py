@@ -1,8 +1,8 @@
-"""The trainer: loop, schedule, optimizer groups, metrics, checkpoints, preemption.
+"""The trainer: loop, schedule, optimizer groups, metrics, saving/resuming (collective side), preemption.
 
 Entry point: `gf_train.train.loop.train(cfg, run_dir, ...)` (what `gf-train train` calls).
 """
 
-from gf_train.train.signals import EXIT_NONFINITE, EXIT_OK, EXIT_REQUEUE, EXIT_USER_ERROR
+from gf_train.train.signals import EXIT_NONFINITE, EXIT_OK, EXIT_REQUEUE, EXIT_SAVE_FAILED, EXIT_USER_ERROR
 
-__all__ = ["EXIT_NONFINITE", "EXIT_OK", "EXIT_REQUEUE", "EXIT_USER_ERROR"]
+__all__ = ["EXIT_NONFINITE", "EXIT_OK", "EXIT_REQUEUE", "EXIT_SAVE_FAILED", "EXIT_USER_ERROR"]

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gf_train.checkpoint.state import capture_rng
 from gf_train.config import RunConfig, derive, dump, to_dict, warn_ineffective_settings
 from gf_train.distributed.engine import (
     all_reduce_sum,
@@ -48,12 +49,18 @@ from gf_train.distributed.engine import (
 from gf_train.distributed.info import DistInfo, read_dist_info
 from gf_train.evaluate import EvalSet, LossTally, choose_samples, eval_result, loss_tally
 from gf_train.train import resume as rs
-from gf_train.train.checkpoint import capture_rng
 from gf_train.train.metrics import MetricsSink, StepTimer, memory_gb, mfu, peak_tflops
 from gf_train.train.optim import describe, param_groups, strip_names
 from gf_train.train.preflight import preflight
 from gf_train.train.schedule import schedule_fn
-from gf_train.train.signals import EXIT_NONFINITE, EXIT_OK, EXIT_REQUEUE, PreemptionFlag
+from gf_train.train.signals import (
+    EXIT_NONFINITE,
+    EXIT_OK,
+    EXIT_REQUEUE,
+    EXIT_SAVE_FAILED,
+    EXIT_USER_ERROR,
+    PreemptionFlag,
+)
 from gf_train.train.wandb_sink import check_available as check_wandb
 
 ModelFactory = Callable[[Any], torch.nn.Module]
@@ -125,6 +132,8 @@ def _self_signal_step(rank: int) -> int | None:
 
 
 def _write_exit_status(run_dir: Path, info: DistInfo, code: int, reason: str, step: int) -> None:
+    """rank 0: exit_status.json {exit_code, reason, step}. Reasons: finished, stop_at_step, preempted, nonfinite,
+    checkpoint_save_failed (step: the save that failed), no_intact_checkpoint (every checkpoint damaged)."""
     if info.is_main:
         (run_dir / "exit_status.json").write_text(json.dumps({"exit_code": code, "reason": reason, "step": step}))
 
@@ -151,6 +160,13 @@ def train(cfg: RunConfig, run_dir: Path, *, stop_at_step: int | None = None, res
         return _Trainer(cfg, run_dir, info, derived, device, flag, model_factory or _default_model_factory,
                         loader_factory or _default_loader_factory, flops_fn or _default_flops
                         ).run(stop_at_step, resume_from, init_from)
+    except rs.SaveFailed as e:  # raised on every rank, after they agreed
+        print(f"gf-train: error: {e}", file=sys.stderr, flush=True)
+        _write_exit_status(run_dir, info, EXIT_SAVE_FAILED, "checkpoint_save_failed", e.step)
+        return EXIT_SAVE_FAILED
+    except rs.NoLoadableCheckpoint:
+        _write_exit_status(run_dir, info, EXIT_USER_ERROR, "no_intact_checkpoint", 0)
+        raise  # the CLI prints the one line and exits 1
     finally:
         flag.uninstall()
         shutdown()
@@ -178,27 +194,44 @@ class _Trainer:
 
     # ---- set-up ----
     def _build(self, resume_from: Path | None, init_from: Path | None) -> rs.ResumePlan | None:
+        """Choose the checkpoint (falling back past damaged ones), build model + engine, load it."""
         cfg, info = self.cfg, self.info
-        plan = rs.plan_resume(cfg, self.run_dir, resume_from, info.world_size)
-        if plan is not None:
-            self.log(f"resuming from {plan.step_dir} (step {plan.client['step']}, saved on "
-                     f"{plan.client['world_size']} ranks)")
-            for c in plan.changes:
-                self.log(f"  config change vs checkpoint: {c}")
-            if plan.universal:
-                self.log("  world size changed: loading through DeepSpeed universal checkpointing")
-                rs.prepare_universal(plan, info)
+        while True:
+            step_dir, explicit = rs.choose(cfg, self.run_dir, resume_from, info, self.log)
+            plan = rs.plan_resume(cfg, step_dir, info.world_size, explicit)
+            if plan is not None:
+                self.log(f"resuming from {plan.step_dir} (step {plan.client['step']}, saved on "
+                         f"{plan.client['world_size']} ranks)")
+                for c in plan.changes:
+                    self.log(f"  config change vs checkpoint: {c}")
+                if plan.universal:
+                    self.log("  world size changed: loading through DeepSpeed universal checkpointing")
+                    rs.prepare_universal(plan, info)
+            self._build_engine(plan, init_from)
+            if plan is None:
+                return None
+            try:
+                self.rank_state = rs.load(self.engine, plan, info)
+                return plan
+            except rs.LoadFailed as e:
+                if plan.explicit:
+                    raise ValueError(f"--resume-from {plan.step_dir} does not load: {e}") from None
+                rs.move_to_corrupt(plan.step_dir, info, f"loading failed: {e}", self.log)
+
+    def _build_engine(self, plan: rs.ResumePlan | None, init_from: Path | None) -> None:
+        cfg, info = self.cfg, self.info
         _seed_all(cfg.dist.seed)  # identical model init on every rank
         model = self.model_factory(cfg.model)
         if init_from is not None:
             if plan is not None:
                 self.log(f"--init-from {init_from} ignored: resuming the run's own checkpoint instead")
             else:
-                for m in rs.warm_start(model, Path(init_from), cfg.model):
+                for m in rs.warm_start(model, Path(init_from), cfg.model, cfg.checkpoint.verify_checksums):
                     self.log(m)
         model = model.to(self.device)
         self.n_params = sum(p.numel() for p in model.parameters())
         groups = param_groups(model.named_parameters(), cfg.optim)
+        self.param_names = [list(g["names"]) for g in groups]  # maps ZeRO-0 bf16 fp32 masters to names
         self.log(f"model: {self.n_params:,} parameters; optimizer groups:\n{describe(groups)}")
         optimizer = build_optimizer(strip_names(groups), cfg, self.device)
         self.log(f"optimizer: {type(optimizer).__name__}" + (" (ZeRO-Offload)" if cfg.dist.offload_optimizer else ""))
@@ -207,7 +240,6 @@ class _Trainer:
             self.log("dist.compile=true on CPU: inductor compiles the model in the first steps (about a minute)")
         self.engine = build_engine(model, optimizer, conf, compile_model=cfg.dist.compile)
         _seed_all(cfg.dist.seed + 1000 * info.rank + 1)  # per-rank streams (dropout etc.)
-        return plan
 
     def _sink(self, start_step: int) -> MetricsSink:
         cfg, info = self.cfg, self.info
@@ -227,7 +259,8 @@ class _Trainer:
     # ---- checkpoints, eval ----
     def save(self, loader: Any) -> Path:
         data_state = loader.state_dict() if hasattr(loader, "state_dict") else None
-        client = rs.client_state(self.cfg, self.info, self.step, self.tokens, self.skipped, {})
+        client = rs.client_state(self.cfg, self.info, self.step, self.tokens, self.skipped,
+                                 {"tokenizer": self.tokenizer, "param_names": self.param_names})
         path = rs.save(self.engine, self.info, self.cfg, self.run_dir, self.step, client,
                        {"rng": capture_rng(), "data": data_state},
                        self.cfg.checkpoint.keep_last, float(os.environ.get("GF_TRAIN_FAULT_SAVE_SLEEP", "0") or 0))
@@ -257,10 +290,11 @@ class _Trainer:
     # ---- the loop ----
     def run(self, stop_at_step: int | None, resume_from: Path | None, init_from: Path | None) -> int:
         cfg, info, d = self.cfg, self.info, self.derived
+        self.tokenizer = rs.tokenizer_identity(cfg)
+        self.rank_state: dict[str, Any] | None = None
         plan = self._build(resume_from, init_from)
-        rank_state: dict[str, Any] | None = None
+        rank_state = self.rank_state
         if plan is not None:
-            rank_state = rs.load(self.engine, plan, info)
             self.step, self.tokens = int(plan.client["step"]), int(plan.client["tokens"])
             self.skipped = int(plan.client.get("skipped_steps", 0))
         if info.is_main:

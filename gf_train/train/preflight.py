@@ -49,11 +49,13 @@ def _manifests(cfg: RunConfig) -> list[dict[str, Any]]:
 
 
 def _checkpoint_to_resume(run_dir: Path, resume_from: Path | None) -> Path | None:
-    from gf_train.train.checkpoint import newest_complete, resolve_checkpoint
+    from gf_train.checkpoint import locate
+    from gf_train.checkpoint.resolve import candidates
 
     if resume_from is not None:
-        return resolve_checkpoint(Path(resume_from))
-    return newest_complete(run_dir)
+        return locate(resume_from)  # its files are verified when it is loaded (gf_train.train.resume)
+    found = candidates(run_dir)  # auto-resume's first choice; a damaged one is set aside when loaded
+    return found[0] if found else None
 
 
 def preflight(cfg: RunConfig, run_dir: Path, *, resume_from: Path | None = None, init_from: Path | None = None

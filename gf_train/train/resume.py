@@ -1,38 +1,66 @@
-"""Saving and resuming a whole training state across ranks; model-only warm starts.
+"""Saving and resuming a whole training state across ranks (the collective side of checkpointing).
 
-Owner: `gf_train.train`. Orchestrates the collective parts of checkpointing on top of
-`gf_train.train.checkpoint` (layout, JSON client state) and `gf_train.distributed.engine` (DeepSpeed I/O):
+Owner: `gf_train.train`. Everything about a checkpoint itself (layout, manifests, verification, the
+resolver, weights, retention, client state) is `gf_train.checkpoint`; DeepSpeed I/O is
+`gf_train.distributed.engine`. Here: which rank does what, and how the ranks agree.
 
-- `save(...)`: every rank writes its DeepSpeed partition and its `rank_XXXXX.json`; rank 0 writes the
-  client state and config; barrier; rank 0 writes `COMPLETE`, then prunes old checkpoints.
-- `plan_resume(...)`: which checkpoint to load (explicit `--resume-from`, else the newest complete one
-  of the run dir), checks the config against it (architecture must match; other changes are logged),
-  and decides whether a universal checkpoint is needed (another world size with ZeRO >= 1).
-- `warm_start(...)`: model weights only, from an exported weights dir / safetensors file or from a
-  checkpoint step dir (consolidated with DeepSpeed's zero_to_fp32).
+- `save(...)`: every rank writes its DeepSpeed partition (each file hashed in a thread while the next one is
+  written), its `rank_XXXXX.json` and its manifest; the ranks agree that all writes succeeded; rank 0 writes
+  `latest`, `COMPLETE` (after every manifest), checks the sizes, then prunes. A failure on any rank (full
+  disk, permissions, I/O) raises `SaveFailed` on every rank; the partial step dir is removed, older
+  checkpoints are untouched.
+- `choose(...)`: the checkpoint to resume from. Auto-resume verifies the newest complete checkpoint (the
+  ranks share the files, then agree); a damaged one is logged, moved to checkpoints/corrupt/ and the next
+  older one is tried. `--resume-from` an older checkpoint moves the newer ones to checkpoints/abandoned/.
+- `plan_resume(...)`: config checks against the chosen checkpoint, universal-checkpoint decision.
+- `load(...)`: engine + RNG + data state; a load error on any rank is agreed on (`LoadFailed`).
+- `warm_start(...)`: model weights only (`--init-from`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gf_train.config import RunConfig, config_hash, dump, loads
+from gf_train.checkpoint import layout, manifest, retention, state
+from gf_train.checkpoint.resolve import candidates, locate
+from gf_train.checkpoint.weights import load_weights
+from gf_train.config import RunConfig, config_hash, dump
 from gf_train.distributed.engine import (
+    all_gather_object,
     barrier,
     broadcast_object,
     convert_to_universal,
-    fp32_state_dict,
     load_engine,
     save_engine,
 )
 from gf_train.distributed.info import DistInfo
-from gf_train.train import checkpoint as ck
+
+Log = Callable[[str], None]
+
+
+class SaveFailed(Exception):
+    """A checkpoint save failed on some rank (raised on every rank; the trainer exits EXIT_SAVE_FAILED)."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class NoLoadableCheckpoint(ValueError):
+    """Every checkpoint of the run failed verification or loading (user-facing, one line)."""
+
+
+class LoadFailed(Exception):
+    """Loading a verified checkpoint raised on some rank (agreed on every rank)."""
 
 
 @dataclass
@@ -41,33 +69,76 @@ class ResumePlan:
     client: dict[str, Any]
     universal: bool  # load through a universal checkpoint (world size changed, ZeRO >= 1)
     changes: list[str]
+    explicit: bool = False  # chosen by --resume-from (no fallback)
+
+
+# ---- save ----
+
+def _agree(err: str | None, step_dir: Path, info: DistInfo, what: str, step: int) -> None:
+    """Collective: raise SaveFailed on every rank if `err` is set on any; rank 0 removes the partial dir."""
+    errs = [e for e in all_gather_object(err) if e]
+    if not errs:
+        return
+    if info.is_main:
+        shutil.rmtree(step_dir, ignore_errors=True)
+    barrier()
+    raise SaveFailed(f"saving checkpoint {step_dir} failed while {what}: {errs[0]}. Older checkpoints are intact; "
+                     f"free space or fix permissions on {step_dir.parent}, then rerun (it resumes from the newest "
+                     f"complete checkpoint)", step)
+
+
+def _describe(e: BaseException, rank: int) -> str:
+    return f"rank {rank}: {type(e).__name__}: {e}".splitlines()[0]
 
 
 def save(engine: Any, info: DistInfo, cfg: RunConfig, run_dir: Path, step: int, client: dict[str, Any],
          rank_state: dict[str, Any], keep_last: int, fault_sleep: float = 0.0) -> Path:
-    """Write checkpoint `step` (all ranks call this). Returns the step dir."""
-    root = ck.checkpoints_dir(run_dir)
-    step_dir = root / ck.step_name(step)
-    exists = ck.is_complete(step_dir) if info.is_main else False
-    exists = bool(broadcast_object(exists))
-    if exists:  # e.g. resumed at this very step and stopped again
+    """Write checkpoint `step` (all ranks call this). Returns the step dir; raises SaveFailed."""
+    root = layout.checkpoints_dir(run_dir)
+    step_dir = root / layout.step_name(step)
+    exists = layout.is_complete(step_dir) if info.is_main else False
+    if bool(broadcast_object(exists)):  # e.g. resumed at this very step and stopped again
         return step_dir
+    err: str | None = None
     if info.is_main:
-        if step_dir.exists():  # an incomplete leftover of a crash: start clean
-            shutil.rmtree(step_dir)
-        step_dir.mkdir(parents=True)
-    barrier()
-    save_engine(engine, step_dir, ck.DS_TAG, {"gf_step": step})
-    ck.write_rank_state(step_dir, info.rank, rank_state)
-    if info.is_main:
-        (step_dir / "config.yaml").write_text(dump(cfg))
-        ck.write_client_state(step_dir, client)
+        try:
+            if step_dir.exists():  # an incomplete leftover of a crash: start clean
+                shutil.rmtree(step_dir)
+            step_dir.mkdir(parents=True)
+        except OSError as e:
+            err = _describe(e, info.rank)
+    _agree(err, step_dir, info, "creating the directory", step)
+    rec = manifest.Recorder(step_dir)
+    try:
+        save_engine(engine, step_dir, layout.DS_TAG, {"gf_step": step}, after_save=rec.add_in_background)
+        rec.write_text(state.rank_file(step_dir, info.rank), json.dumps(rank_state))
+        if info.is_main:
+            rec.write_text(step_dir / layout.CONFIG, dump(cfg))
+            rec.write_text(step_dir / layout.CLIENT_STATE, json.dumps(client, indent=1, sort_keys=True))
+            rec.write_text(step_dir / layout.LATEST, layout.DS_TAG)  # zero_to_fp32.py finds the tag by itself
+            for script in sorted(step_dir.glob("*.py")):  # zero_to_fp32.py etc., copied there by DeepSpeed
+                rec.add_existing(script)
+        rec.write_manifest(info.rank)
+    except Exception as e:  # noqa: BLE001 - any failure on any rank must reach every rank
+        err = _describe(e, info.rank)
+        try:
+            rec.wait()  # no hashing thread outlives a failed save
+        except Exception:  # noqa: BLE001 - the first error is the one reported
+            pass
     if fault_sleep:  # testing hook: widen the window in which a kill -9 leaves an incomplete checkpoint
         time.sleep(fault_sleep)
-    barrier()
+    _agree(err, step_dir, info, "writing", step)
     if info.is_main:
-        ck.mark_complete(step_dir)
-        ck.prune(root, keep_last)
+        try:
+            manifest.write_complete(step_dir, info.world_size)
+            problems = manifest.verify(step_dir, checksums=False)  # sizes as written: cheap
+            if problems:
+                raise ValueError(problems[0])
+        except (OSError, ValueError) as e:
+            err = _describe(e, info.rank)
+    _agree(err, step_dir, info, "completing", step)
+    if info.is_main:
+        retention.prune(root, keep_last)  # only now: a newer checkpoint is complete and verified
     barrier()
     return step_dir
 
@@ -77,17 +148,84 @@ def client_state(cfg: RunConfig, info: DistInfo, step: int, tokens: int, skipped
     return {"step": step, "tokens": tokens, "skipped_steps": skipped, "world_size": info.world_size,
             "zero_stage": cfg.dist.zero_stage, "precision": cfg.dist.precision,
             "global_batch": cfg.dist.global_batch, "config_hash": config_hash(cfg),
-            "versions": ck.package_versions(), "saved_at": time.time(), **extra}
+            "versions": state.package_versions(), "saved_at": time.time(), **extra}
 
 
-def plan_resume(cfg: RunConfig, run_dir: Path, resume_from: Path | None, world_size: int) -> ResumePlan | None:
-    """The checkpoint to resume from, or None for a fresh start. Raises ValueError for impossible resumes."""
-    step_dir = ck.resolve_checkpoint(resume_from) if resume_from is not None else ck.newest_complete(run_dir)
+def tokenizer_identity(cfg: RunConfig) -> dict[str, Any] | None:
+    """{name, vocab_hash, spec} of the training data's tokenizer, from its manifest (None without one)."""
+    if not cfg.data.train:
+        return None
+    try:
+        from gf_train.data import read_manifest
+
+        tok = read_manifest(cfg.data.train[0].path)["tokenizer"]
+    except (ImportError, OSError, KeyError, ValueError, TypeError):
+        return None
+    return {"name": tok.get("name"), "vocab_hash": tok.get("vocab_hash"), "spec": tok.get("spec") or tok.get("name")}
+
+
+# ---- choosing the checkpoint ----
+
+def _verify_shared(step_dir: Path, info: DistInfo, checksums: bool) -> list[str]:
+    """Collective verification: every rank checks every world_size-th recorded file; all get all problems."""
+    problems, files = manifest.recorded_files(step_dir)
+    problems += manifest.check_files(step_dir, files[info.rank::info.world_size], checksums)
+    return sorted({p for ps in all_gather_object(problems) for p in ps})
+
+
+def move_to_corrupt(step_dir: Path, info: DistInfo, why: str, log: Log) -> None:
+    """Collective: rank 0 moves a damaged checkpoint to checkpoints/corrupt/ (never deletes it)."""
+    if info.is_main:
+        dest = layout.move_aside(step_dir, layout.CORRUPT_DIR)
+        log(f"WARNING: checkpoint {step_dir.name} is damaged ({why}); moved to {dest}; trying the next older one")
+    barrier()
+
+
+def choose(cfg: RunConfig, run_dir: Path, resume_from: Path | None, info: DistInfo, log: Log
+           ) -> tuple[Path | None, bool]:
+    """(the verified step dir to resume from or None for a fresh start, whether it was explicit)."""
+    checksums = cfg.checkpoint.verify_checksums
+    root = layout.checkpoints_dir(run_dir)
+    if resume_from is not None:
+        step_dir = locate(resume_from)
+        problems = _verify_shared(step_dir, info, checksums)
+        if problems:
+            raise ValueError(f"--resume-from {step_dir} is damaged: {problems[0]}; pick an older step directory")
+        step = layout.step_of(step_dir)
+        moved = retention.abandon_newer(root, step) if info.is_main and step is not None else []
+        barrier()
+        if moved:
+            log(f"--resume-from {step_dir.name}: a new timeline; the {len(moved)} newer checkpoint(s) "
+                f"moved to {moved[0].parent} ({', '.join(p.name for p in moved)})")
+        return step_dir, True
+    tried: list[str] = []
+    for step_dir in candidates(run_dir):
+        problems = _verify_shared(step_dir, info, checksums)
+        if not problems:
+            step = layout.step_of(step_dir) or 0
+            for d in layout.incomplete_newer_than(root, step):
+                log(f"note: {d} is newer but incomplete (no {layout.COMPLETE}: its save was interrupted); "
+                    f"resuming from {step_dir.name}")
+            return step_dir, False
+        tried.append(step_dir.name)
+        move_to_corrupt(step_dir, info, problems[0], log)
+    if tried:
+        raise NoLoadableCheckpoint(f"no checkpoint of {run_dir} is intact: tried {', '.join(tried)} (all moved to "
+                                   f"{root / layout.CORRUPT_DIR}); rerunning starts from step 0, or --resume-from "
+                                   "a good copy")
+    for d in layout.incomplete_newer_than(root, -1):
+        log(f"note: {d} is incomplete (no {layout.COMPLETE}: its save was interrupted); starting from step 0")
+    return None, False
+
+
+def plan_resume(cfg: RunConfig, step_dir: Path | None, world_size: int, explicit: bool = False
+                ) -> ResumePlan | None:
+    """Config checks against the chosen checkpoint. Raises ValueError for impossible resumes."""
     if step_dir is None:
         return None
-    client = ck.read_client_state(step_dir)
-    old = loads((step_dir / "config.yaml").read_text())
-    changes = ck.compare_configs(old, cfg)
+    client = state.read_client_state(step_dir)
+    changes = state.compare_configs(state.read_run_config(step_dir), cfg,
+                                    f"the checkpoint ({step_dir / layout.CONFIG})")
     if client["zero_stage"] != cfg.dist.zero_stage:
         raise ValueError(
             f"dist.zero_stage={cfg.dist.zero_stage} but {step_dir} was saved with zero_stage="
@@ -105,24 +243,34 @@ def plan_resume(cfg: RunConfig, run_dir: Path, resume_from: Path | None, world_s
         raise ValueError("resuming on another world size with dist.offload_optimizer is not supported by "
                          "DeepSpeed's universal checkpoints; resume on "
                          f"{client['world_size']} ranks or set dist.offload_optimizer=false")
-    return ResumePlan(step_dir=step_dir, client=client, universal=universal, changes=changes)
+    return ResumePlan(step_dir=step_dir, client=client, universal=universal, changes=changes, explicit=explicit)
 
 
 def prepare_universal(plan: ResumePlan, info: DistInfo) -> None:
     """Rank 0 converts the checkpoint to a universal one (once; kept in the step dir); all ranks wait."""
-    if info.is_main and not (plan.step_dir / ck.UNIVERSAL_TAG).is_dir():
-        convert_to_universal(plan.step_dir, ck.DS_TAG, ck.UNIVERSAL_TAG)
+    if info.is_main and not (plan.step_dir / layout.UNIVERSAL_TAG).is_dir():
+        convert_to_universal(plan.step_dir, layout.DS_TAG, layout.UNIVERSAL_TAG)
     barrier()
 
 
 def load(engine: Any, plan: ResumePlan, info: DistInfo) -> dict[str, Any] | None:
     """Load engine state; restore this rank's RNG. Returns this rank's saved state (None if the rank
-    did not exist in the saved run)."""
-    load_engine(engine, plan.step_dir, ck.UNIVERSAL_TAG if plan.universal else ck.DS_TAG)
-    same_world = plan.client["world_size"] == info.world_size
-    mine = ck.read_rank_state(plan.step_dir, info.rank) if same_world else None
+    did not exist in the saved run). Raises LoadFailed on every rank if loading failed on any."""
+    err: str | None = None
+    mine: dict[str, Any] | None = None
+    try:
+        load_engine(engine, plan.step_dir, layout.UNIVERSAL_TAG if plan.universal else layout.DS_TAG)
+        same_world = plan.client["world_size"] == info.world_size
+        mine = state.read_rank_state(plan.step_dir, info.rank) if same_world else None
+        if plan.client["world_size"] != info.world_size:
+            state.read_rank_state(plan.step_dir, 0)  # data_state_for reads it: fail here, not later
+    except Exception as e:  # noqa: BLE001 - a damaged file may raise anything while unpickling
+        err = _describe(e, info.rank)
+    errs = [e for e in all_gather_object(err) if e]
+    if errs:
+        raise LoadFailed(errs[0])
     if mine is not None:
-        ck.restore_rng(mine["rng"])
+        state.restore_rng(mine["rng"])
     return mine
 
 
@@ -131,9 +279,11 @@ def data_state_for(plan: ResumePlan, rank_state: dict[str, Any] | None) -> Any:
     (the data loader's state is global: samples seen over all ranks, so it re-divides them)."""
     if rank_state is not None:
         return rank_state.get("data")
-    zero = ck.read_rank_state(plan.step_dir, 0)
+    zero = state.read_rank_state(plan.step_dir, 0)
     return None if zero is None else zero.get("data")
 
+
+# ---- warm start ----
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
@@ -148,15 +298,8 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def _source_model_config(path: Path, step_dir: Path | None) -> tuple[dict[str, Any], Path] | None:
-    """The model config the weights were saved with: a step dir's config.yaml, or the `gf_model` entry of
-    an export's config.json (next to a .safetensors file too). None for bare weights."""
-    import dataclasses
-    import json
-
-    if step_dir is not None and (step_dir / "config.yaml").is_file():
-        src = step_dir / "config.yaml"
-        return dataclasses.asdict(loads(src.read_text()).model), src
+def _export_model_config(path: Path) -> tuple[dict[str, Any], Path] | None:
+    """The `gf_model` entry of an export's config.json (next to a .safetensors file too); None for bare weights."""
     src = (path if path.is_dir() else path.parent) / "config.json"
     if src.is_file():
         try:
@@ -168,40 +311,25 @@ def _source_model_config(path: Path, step_dir: Path | None) -> tuple[dict[str, A
     return None
 
 
-def _check_architecture(path: Path, source: tuple[dict[str, Any], Path] | None, model_cfg: Any) -> None:
-    """Raise ValueError naming the first architecture field where the weights' config and ours differ."""
-    import dataclasses
-
-    if source is None or model_cfg is None or not dataclasses.is_dataclass(model_cfg):
-        return
-    theirs, src = source
-    for f in dataclasses.fields(model_cfg):
-        if f.name in ck.NON_ARCH_MODEL_FIELDS or f.name not in theirs:
-            continue
-        a, b = theirs[f.name], getattr(model_cfg, f.name)
-        if a != b:
-            raise ValueError(f"--init-from {path}: model.{f.name} is {a!r} in the weights' config ({src}) but "
-                             f"{b!r} in this run's config: the weights cannot be loaded. Set model.{f.name}={a!r} "
-                             f"or start from other weights")
-
-
-def warm_start(model: torch.nn.Module, path: Path, model_cfg: Any = None) -> list[str]:
+def warm_start(model: torch.nn.Module, path: Path, model_cfg: Any = None, checksums: bool = True) -> list[str]:
     """Load model weights only (no optimizer, step or data state). Returns messages to log. With
     `model_cfg`, an architecture field that differs from the weights' own config is a ValueError."""
+    from gf_train.checkpoint.resolve import resolve
+
     if not path.exists():
         raise FileNotFoundError(f"--init-from {path} does not exist")
     step_dir = None
-    if (path / ck.CLIENT_STATE).is_file() or (path / ck.DS_TAG).is_dir():
-        step_dir = ck.resolve_checkpoint(path)
-    _check_architecture(path, _source_model_config(path, step_dir), model_cfg)
-    if step_dir is not None:
-        model_file = step_dir / ck.DS_TAG / "mp_rank_00_model_states.pt"
-        if ck.read_client_state(step_dir)["zero_stage"] == 0 and model_file.is_file():
-            sd = torch.load(model_file, map_location="cpu", weights_only=False)["module"]  # DeepSpeed's own file
-        else:
-            sd = fp32_state_dict(step_dir, ck.DS_TAG)
+    if layout.step_of(path) is not None or (path / layout.CLIENT_STATE).is_file() or (path / layout.DS_TAG).is_dir() \
+            or (layout.checkpoints_dir(path)).is_dir():
+        step_dir = resolve(path, checksums)
+        source: tuple[dict[str, Any], Path] | None = (
+            dataclasses.asdict(state.read_run_config(step_dir).model), step_dir / layout.CONFIG)
     else:
-        sd = _load_safetensors(path)
+        source = _export_model_config(path)
+    if source is not None and model_cfg is not None and dataclasses.is_dataclass(model_cfg):
+        state.check_architecture(source[0], model_cfg, f"the weights' config ({source[1]})",
+                              f" or start from other weights (--init-from {path})")
+    sd = load_weights(step_dir) if step_dir is not None else _load_safetensors(path)
     own = model.state_dict()
     sd = {k.removeprefix("model."): v for k, v in sd.items()}
     bad = [k for k, v in sd.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]

@@ -7,9 +7,12 @@ rely on exactly this value.
 
 Exit codes of `gf-train train`:
 - 0  `EXIT_OK`: finished (max_steps reached, or `--stop-at-step` reached).
-- 1  a user error (config, data, checkpoint mismatch): the message names the problem and the fix.
+- 1  a user error (config, data, checkpoint mismatch, no intact checkpoint left): the message names the
+     problem and the fix.
 - 3  `EXIT_NONFINITE`: `optim.max_nonfinite_in_row` skipped steps in a row; a checkpoint of the last
      good state was written (do not requeue blindly: lower the lr or inspect the data).
+- 4  `EXIT_SAVE_FAILED`: writing a checkpoint failed on some rank (full disk, permissions, I/O error); every
+     rank says why, the partial checkpoint is removed and older ones are intact. Free space, then rerun.
 - 75 `EXIT_REQUEUE`: preempted (SIGUSR1/SIGTERM); a checkpoint was written; rerun the same command.
 
 DataLoader worker processes must not die on these signals: handlers are installed in the main process
@@ -26,6 +29,7 @@ from types import FrameType
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
 EXIT_NONFINITE = 3
+EXIT_SAVE_FAILED = 4
 EXIT_REQUEUE = 75
 
 PREEMPTION_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)

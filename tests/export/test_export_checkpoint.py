@@ -154,3 +154,34 @@ def test_generate_cli_reports_speed_and_cache(tmp_path: Path, capsys: pytest.Cap
     cache_line = next(line for line in cap.err.splitlines() if line.startswith("cache:"))
     assert "key_cache" in cache_line and "token_ids" in cache_line
     assert "a Llama of the same width and depth (L=6, C=64)" in cap.err
+
+
+@pytest.mark.parametrize("fault", ["flip", "truncate", "incomplete"])
+def test_export_eval_generate_refuse_damaged_checkpoints(run_dir: Path, tmp_path: Path, fault: str,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """A damaged or incomplete checkpoint: one line on stderr (naming the file), exit 1, nothing written."""
+    step = tmp_path / "run2" / "checkpoints" / "step_00000004"
+    shutil.copytree(run_dir / "checkpoints" / "step_00000004", step)
+    part = step / "ds" / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    data = part.read_bytes()
+    if fault == "flip":
+        part.write_bytes(data[:500] + bytes([data[500] ^ 1]) + data[501:])
+        want = "zero_pp_rank_0_mp_rank_00_optim_states.pt: xxh3_64 checksum"
+    elif fault == "truncate":
+        part.write_bytes(data[:-1])
+        want = "zero_pp_rank_0_mp_rank_00_optim_states.pt: size"
+    else:
+        (step / "COMPLETE").unlink()
+        want = "is incomplete"
+    out = tmp_path / "out"
+    for argv in (["export", "--checkpoint", str(step), "--out", str(out)],
+                 ["export", "--checkpoint", str(step.parents[1]), "--out", str(out)],
+                 ["eval", "--model", str(step), "--data", str(tmp_path / "nodata")],
+                 ["generate", "--model", str(step), "--prompt", "The", "--tokenizer", "rwkv_world"]):
+        assert cli(argv) == 1, argv
+        cap = capsys.readouterr()
+        err = cap.err.strip()
+        expect = "holds no complete checkpoint" if fault == "incomplete" and argv[2] == str(step.parents[1]) else want
+        assert expect in err and err.startswith("gf-train: error:") and len(err.splitlines()) == 1, (argv, err)
+        assert cap.out == ""
+        _nothing_left(out)

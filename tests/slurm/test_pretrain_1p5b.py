@@ -5,7 +5,8 @@ Owner: the Slurm launch tests. Cases (issue 8's acceptance):
 - 1 node x 2 CPU ranks (gloo), `scancel --signal=USR1 --batch` mid-run: checkpointed, requeued
   (SLURM_RESTART_COUNT=1), resumed, and per-step losses equal to an uninterrupted run of the same job;
 - the same under real partition preemption (a job in the high-priority partition needs our CPUs);
-- 2 emulated nodes x 1 rank: both ranks start on different nodes, rendezvous and train a few steps.
+- 2 emulated nodes x 1 rank: both ranks start on different nodes, rendezvous and train a few steps;
+- a corrupt newest checkpoint at requeue time: the requeued job falls back to the older one and finishes.
 The uninterrupted reference run is submitted once per module, on the other node, alongside the first case.
 """
 
@@ -138,3 +139,34 @@ def test_two_emulated_nodes_rendezvous_and_train(
     assert set(nodes) == {"0", "1"} and len(set(nodes.values())) == 2, log[-4000:]
     got = losses(run_dir)
     assert sorted(got) == [1, 2, 3] and all(v == v and 0 < v < 20 for v in got.values()), got
+
+
+@pytest.mark.timeout(480)
+def test_corrupt_newest_checkpoint_at_requeue_falls_back_and_finishes(
+        slurm: Slurm, dataset: Path, reference: Reference, tmp_path: Path) -> None:
+    """USR1 -> checkpoint + exit 75 -> requeue; before the requeued job starts, one byte of the checkpoint it
+    would resume from is flipped. The requeued trainer verifies it, moves it to checkpoints/corrupt/, resumes
+    from the older one and finishes with the uninterrupted losses."""
+    run_dir = tmp_path / "run"
+    env = _env(dataset, run_dir)
+    env["GF_OVERRIDES"] = env["GF_OVERRIDES"].replace("checkpoint.every_steps=100", "checkpoint.every_steps=2")
+    job = slurm.submit(SCRIPT, "--nodes=1", "--ntasks-per-node=2", *CPU_FLAGS, env=env)
+    reference.submit()
+    wait_for(lambda: len(losses(run_dir)) >= 5, 300, "5 logged steps", job.log, poll=1)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", str(job.id)], check=True, timeout=30)
+    status = run_dir / "exit_status.json"
+    # written right after the preemption checkpoint is complete, seconds before the requeued job can start
+    wait_for(lambda: status.is_file() and json.loads(status.read_text())["reason"] == "preempted", 300,
+             "the preemption checkpoint", job.log, poll=0.05)
+    newest = max(checkpoints(run_dir))
+    target = run_dir / "checkpoints" / f"step_{newest:08d}" / "ds" / "mp_rank_00_model_states.pt"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x04
+    target.write_bytes(bytes(data))
+    assert wait_done(job, 360) == "COMPLETED", job.log()[-5000:]
+    log = job.log()
+    assert f"step_{newest:08d} is damaged" in log and "xxh3_64 checksum" in log, log[-5000:]
+    assert (run_dir / "checkpoints" / "corrupt" / f"step_{newest:08d}").is_dir()
+    m = re.search(r"resuming from \S*step_0*(\d+) ", log)
+    assert m and int(m.group(1)) < newest, log[-5000:]
+    assert losses(run_dir) == reference.losses()

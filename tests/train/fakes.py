@@ -124,14 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p)
     a = p.parse_args(argv)
     cfg = load(a.config, a.overrides)
-    if os.environ.get("GF_TRAIN_FAKES_REAL_MODEL") == "1":  # the real gf_train.model on the fake loader
-        return train(cfg, Path(a.run_dir), stop_at_step=a.stop_at_step,
-                     resume_from=Path(a.resume_from) if a.resume_from else None,
-                     init_from=Path(a.init_from) if a.init_from else None, loader_factory=loader_factory)
-    return train(cfg, Path(a.run_dir), stop_at_step=a.stop_at_step,
-                 resume_from=Path(a.resume_from) if a.resume_from else None,
-                 init_from=Path(a.init_from) if a.init_from else None, model_factory=model_factory,
-                 loader_factory=loader_factory, flops_fn=flops_fn)
+    resume_from = Path(a.resume_from) if a.resume_from else None
+    init_from = Path(a.init_from) if a.init_from else None
+    real = os.environ.get("GF_TRAIN_FAKES_REAL_MODEL") == "1"  # the real gf_train.model on the fake loader
+    factories = {} if real else {"model_factory": model_factory, "flops_fn": flops_fn}
+    try:
+        return train(cfg, Path(a.run_dir), stop_at_step=a.stop_at_step, resume_from=resume_from,
+                     init_from=init_from, loader_factory=loader_factory, **factories)
+    except ValueError as e:  # like `gf-train`'s main: a user error is one line and exit 1
+        print(f"gf-train: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

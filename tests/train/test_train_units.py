@@ -1,64 +1,18 @@
-"""Pure parts of the trainer: checkpoint layout/retention/RNG, config checks, metrics, signals."""
+"""Pure parts of the trainer: config checks, metrics, signals (checkpoint units: tests/checkpoint/, DistInfo:
+tests/distributed/)."""
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 from gf_train.config import RunConfig
-from gf_train.config.model import ModelConfig
-from gf_train.train import checkpoint as ck
 from gf_train.train.metrics import MetricsSink, mfu, peak_tflops
 from gf_train.train.signals import PreemptionFlag
-
-
-def _fake_ckpt(root: Path, step: int, complete: bool = True) -> Path:
-    d = root / ck.step_name(step)
-    d.mkdir(parents=True)
-    if complete:
-        ck.mark_complete(d)
-    return d
-
-
-def test_checkpoint_listing_and_prune(tmp_path: Path) -> None:
-    root = tmp_path / "checkpoints"
-    for s in (10, 20, 30):
-        _fake_ckpt(root, s)
-    _fake_ckpt(root, 25, complete=False)  # crash leftover, older than the newest complete
-    _fake_ckpt(root, 40, complete=False)  # in flight: must survive
-    assert [s for s, _ in ck.list_checkpoints(root)] == [10, 20, 30]
-    assert ck.newest_complete(tmp_path) == root / "step_00000030"
-    ck.prune(root, keep_last=2)
-    assert sorted(p.name for p in root.iterdir()) == ["step_00000020", "step_00000030", "step_00000040"]
-    assert ck.resolve_checkpoint(tmp_path) == root / "step_00000030"
-    with pytest.raises(ValueError, match="incomplete"):
-        ck.resolve_checkpoint(root / "step_00000040")
-
-
-def test_rng_roundtrip_is_json() -> None:
-    state = json.loads(json.dumps(ck.capture_rng()))
-    a = (random.random(), float(np.random.rand()), torch.rand(3))
-    ck.restore_rng(state)
-    b = (random.random(), float(np.random.rand()), torch.rand(3))
-    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
-
-
-def test_compare_configs_names_arch_field() -> None:
-    old = RunConfig(model=ModelConfig(n_layer=4, n_embd=64, head_size=16))
-    new = RunConfig(model=ModelConfig(n_layer=4, n_embd=128, head_size=16))
-    with pytest.raises(ValueError, match=r"model\.n_embd"):
-        ck.compare_configs(old, new)
-    new = RunConfig(model=ModelConfig(n_layer=4, n_embd=64, head_size=16, wkv_backend="naive"))
-    new.optim.lr = 1e-3
-    changes = ck.compare_configs(old, new)
-    assert any("optim.lr" in c for c in changes) and any("wkv_backend" in c for c in changes)
 
 
 def test_metrics_math_and_sink(tmp_path: Path) -> None:
