@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from export_helpers import inputs_for, random_model, tiny_config, unique_dir
 
 from gf_train.cli import main as cli
+from gf_train.data.tokenize import tokenize_corpus
 from gf_train.export.export import export_checkpoint
 from gf_train.export.load import load_model
 
@@ -174,9 +175,13 @@ def test_export_eval_generate_refuse_damaged_checkpoints(run_dir: Path, tmp_path
         (step / "COMPLETE").unlink()
         want = "is incomplete"
     out = tmp_path / "out"
+    docs = tmp_path / "docs.jsonl"  # real data, so that eval's data checks (made first) pass
+    docs.write_text("".join(json.dumps({"text": f"Document {i} about gold finches."}) + "\n" for i in range(40)))
+    tokenize_corpus([str(docs)], tmp_path / "data", "rwkv_world", 8, val_fraction=0.5, progress=False,
+                    log=lambda s: 0)
     for argv in (["export", "--checkpoint", str(step), "--out", str(out)],
                  ["export", "--checkpoint", str(step.parents[1]), "--out", str(out)],
-                 ["eval", "--model", str(step), "--data", str(tmp_path / "nodata")],
+                 ["eval", "--model", str(step), "--data", str(tmp_path / "data")],
                  ["generate", "--model", str(step), "--prompt", "The", "--tokenizer", "rwkv_world"]):
         assert cli(argv) == 1, argv
         cap = capsys.readouterr()
