@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{h1 - ev.loss:+.3f}")
     r = generate_text(loaded.model, load_tokenizer("rwkv_world"), args.prompt, args.max_new_tokens,
                       temperature=0.7, top_p=0.9, seed=0)
-    print("---- sample ----\n" + r.text + "\n---- end of sample ----", flush=True)
+    print("---- sample ----\n" + r.texts[0] + "\n---- end of sample ----", flush=True)
     print(report(r, loaded.config), flush=True)
     png = plot_metrics(run_dir, out / "metrics.png")
     summary = {"corpus": corpus["path"], "data": str(data), "run": str(run_dir), "export": str(export),

@@ -141,3 +141,82 @@ def continue_cache(model: torch.nn.Module, input_ids: Tensor, cache: object | No
         out, cache = model.decode(input_ids[:, t], cache)
         logits.append(out)
     return torch.stack(logits, dim=1), cache
+
+
+# ---- text in, text out (``gf-train generate``, the quickstart) ----
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Token id lists -> ids [B, T] and attention_mask [B, T] (1 = token, 0 = padding on the left)."""
+    if not rows or any(len(r) == 0 for r in rows):
+        raise ValueError("a prompt encodes to no tokens; pass non-empty prompts")
+    T = max(len(r) for r in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), T, dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, T - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[b, T - len(r):] = 1
+    return ids, mask
+
+
+@dataclass
+class TextGeneration:
+    """Texts (prompt + continuation) of a batch and the run's ``GenerationOutput``."""
+
+    texts: list[str]
+    prompt_tokens: list[int]
+    out: GenerationOutput
+
+
+def generate_texts(model: torch.nn.Module, tok: object, prompts: list[str], max_new_tokens: int = 64,
+                   temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                   seed: int | None = None, cache_mode: str | None = None) -> TextGeneration:
+    """Encode ``prompts`` with ``tok`` (encode / decode / eos_id), generate them as one left-padded batch
+    (stopping each at the tokenizer's EOS) and decode the continuations."""
+    if not prompts:
+        raise ValueError("no prompt given; pass --prompt TEXT (repeatable) or --prompts-file FILE")
+    check_generation_args(max_new_tokens, temperature, top_k, top_p)
+    rows = [list(tok.encode(p)) for p in prompts]  # type: ignore[attr-defined]
+    for p, r in zip(prompts, rows):
+        if not r:
+            raise ValueError(f"the prompt {p!r} encodes to no tokens; pass non-empty prompts")
+    eos = getattr(tok, "eos_id", None)
+    ids, mask = left_pad(rows, 0 if eos is None else int(eos))
+    out = generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                   stop_tokens=None if eos is None else [int(eos)], attention_mask=mask, cache_mode=cache_mode)
+    texts = [p + tok.decode([i for i in new if i != eos])  # type: ignore[attr-defined]
+             for p, new in zip(prompts, out.new_tokens)]
+    return TextGeneration(texts, [len(r) for r in rows], out)
+
+
+def cache_bytes_per_token(cfg: object) -> dict[str, int]:
+    """Growth of the cache per context token and sequence, per GOLD cache mode and for a Llama of the
+    same width and depth (2·L·C entries, spec §10.4), in the model's parameter dtype (fp32 here)."""
+    from gf_train.model.cache import growth_bytes_per_token
+    from gf_train.model.goldfinch import layer_kinds
+
+    kinds = layer_kinds(cfg)  # type: ignore[arg-type]
+    C, c = cfg.n_embd, cfg.kv_dim  # type: ignore[attr-defined]
+    out = {m: growth_bytes_per_token(kinds, C, c, 4, 4, m) for m in ("compressed", "kv")}
+    out["llama"] = 2 * cfg.n_layer * C * 4  # type: ignore[attr-defined]
+    return out
+
+
+def report(r: TextGeneration, cfg: object) -> str:
+    """The stderr summary of ``gf-train generate``: speeds, cache bytes per part and per mode."""
+    o = r.out
+    B = len(r.texts)
+    n_dec = max(len(o.sequences[0]) - o.prompt_tokens - 1, 0)  # the first new token comes from the pre-fill
+    parts = ", ".join(f"{k} {v:,}" for k, v in o.cache_parts.items() if v)
+    per_tok = cache_bytes_per_token(cfg)
+    llama = per_tok["llama"] * o.context_tokens * B
+    ratio = llama / o.cache_bytes if o.cache_bytes else float("inf")
+    n_prompt = sum(r.prompt_tokens)
+    return (f"prefill: {n_prompt} tokens ({B} prompts) in {o.prefill_s:.3f} s "
+            f"({n_prompt / max(o.prefill_s, 1e-9):,.1f} tokens/s)\n"
+            f"decode: {n_dec} steps x {B} sequences in {o.decode_s:.3f} s "
+            f"({n_dec * B / max(o.decode_s, 1e-9):,.1f} tokens/s)\n"
+            f"cache ({o.cache_mode} mode): {o.cache_bytes:,} bytes ({parts}); {o.growing_bytes:,} of them grow "
+            f"with the context\n"
+            f"cache growth per context token and sequence: compressed {per_tok['compressed']:,} B, "
+            f"kv {per_tok['kv']:,} B, Llama {per_tok['llama']:,} B (fp32)\n"
+            f"a Llama of the same width and depth (L={cfg.n_layer}, C={cfg.n_embd}) would cache "  # type: ignore[attr-defined]
+            f"{llama:,} bytes of K/V for these tokens ({ratio:,.1f}x more)")
