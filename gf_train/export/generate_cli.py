@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter  # `generate --help` shows the defaults
     parser.add_argument("--model", required=True, help="export folder, or a run / checkpoint directory")
     parser.add_argument("--prompt", action="append", default=[], help="prompt text (repeatable: one batch)")
-    parser.add_argument("--prompts-file", default=None, help="UTF-8 file with one prompt per line (blank lines skipped)")
+    parser.add_argument("--prompts-file", default=None, help="UTF-8 file, one prompt per line (blank lines skipped)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate per prompt (>= 1)")
     parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     parser.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
