@@ -199,12 +199,16 @@ class GoldFinchLM(nn.Module):
         return self._advance(ids, cache, window, seed_gold_shift, chunk_size, mask)
 
     @torch.no_grad()
-    def decode(self, token_ids: Tensor, cache: ModelCache) -> tuple[Tensor, ModelCache]:
-        """One step: token_ids [B] or [B, 1] (real tokens) -> (logits [B, V], new cache)."""
+    def decode(self, token_ids: Tensor, cache: ModelCache,
+               hidden_states: list[Tensor] | None = None) -> tuple[Tensor, ModelCache]:
+        """One step: token_ids [B] or [B, 1] (real tokens) -> (logits [B, V], new cache).
+
+        hidden_states: a list that receives the residual stream [B, 1, C] before every block and
+        after the last (as ``forward``'s)."""
         ids = token_ids.view(-1, 1) if token_ids.dim() == 1 else token_ids
         if ids.dim() != 2 or ids.shape[1] != 1:
             raise ValueError(f"decode takes token_ids [B] or [B, 1], got {tuple(token_ids.shape)}")
-        return self._advance(ids, cache, None, False, None, None)
+        return self._advance(ids, cache, None, False, None, None, hidden_states)
 
     def generate(self, input_ids: Tensor, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
@@ -237,9 +241,10 @@ class GoldFinchLM(nn.Module):
         return None if bool(mask.all()) else mask
 
     def _advance(self, ids: Tensor, cache: ModelCache, window: int | None, seed: bool,
-                 chunk_size: int | None, mask: Tensor | None) -> tuple[Tensor, ModelCache]:
+                 chunk_size: int | None, mask: Tensor | None,
+                 hidden: list[Tensor] | None = None) -> tuple[Tensor, ModelCache]:
         """Shared pre-fill / decode path. ids [B, T]; mask [B, T] bool or None; window None = run GOLD
-        on all T with carried states."""
+        on all T with carried states; hidden (decode only) collects the residual stream per block."""
         B, T = ids.shape
         if cache.batch_size != B:
             raise ValueError(f"cache holds {cache.batch_size} sequences, input has batch {B}")
@@ -265,6 +270,8 @@ class GoldFinchLM(nn.Module):
             x_orig = self.embed(ids_c)
             h = x_orig
             for i in range(g):
+                if hidden is not None:
+                    hidden.append(h)
                 h, cache.layers[i] = self.blocks[i](h, cache.layers[i], True, key_mask=km)
             if self.has_gold:
                 c = self.w_kv_cache_a(h)  # [B, t, c]
@@ -290,11 +297,15 @@ class GoldFinchLM(nn.Module):
                 if seed and T > window:
                     states[0].att_shift = self.blocks[g].ln1(tail[:, -window - 1])
             for j, i in enumerate(range(g, L)):
+                if hidden is not None:
+                    hidden.append(hg)
                 k, v = kvs[j]
                 hg, cache.layers[i] = self.blocks[i](hg, states[j], True, k, v, full_mask)
                 if not kv_mode:
                     cache.layers[i].k = cache.layers[i].v = None  # re-derived from c_t at every call
             tail = hg
+        if hidden is not None:
+            hidden.append(tail[:, -1:])
         logits = self.head(self.ln_out(tail[:, -1]))  # [B, V]
         return logits, cache
 
