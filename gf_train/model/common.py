@@ -85,7 +85,11 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 def wkv_backend_for(backend: str, device: torch.device, T: int) -> str:
-    """The WKV backend for a call: the recurrent kernel for T == 1 on CUDA, else the configured one."""
+    """The WKV backend for a call: for T == 1 (decode) the recurrent Triton kernel on CUDA and the
+    one-step loop ("naive") elsewhere (the chunked kernels pad one token to a whole chunk); else the
+    configured one."""
     if T == 1 and device.type == "cuda" and backend in ("auto", "triton"):
         return "recurrent"
+    if T == 1 and device.type != "cuda":
+        return "naive"
     return backend
