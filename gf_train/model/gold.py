@@ -4,7 +4,9 @@ Queries come from the residual stream (token-shifted ddlerp, W_q, LN_q); keys fr
 decompressed key stream kc (zero-padded shift, per-layer mix, rank-R LoRA, LN_k); values only from
 rms_norm(x_orig) (zero-padded shift, mix, LoRA, LN_v). No positional encoding unless ``cfg.rope``
 (the RoPE ablation, §6.1). Attention is causal and bottom-right aligned: the T queries are the last T
-of the N visible positions (training: T == N; pre-fill window / decode: T < N).
+of the N visible positions (training: T == N; pre-fill window / decode: T < N). Keys and values are
+computed by ``keys_values`` from ``GoldKVInputs`` (shared by all GOLD layers of a call); k_t, v_t
+depend only on positions t and t-1, which the ``kv`` cache mode exploits.
 """
 
 from __future__ import annotations

@@ -6,10 +6,13 @@ baseline, "llama" for the transformer baseline); blocks g .. L-1 are "gold" (Gol
 ``cfg.first_gold_layer``). Parameter names follow the reference checkpoints (§7.1).
 
 Inference (§10.2): ``prefill`` runs the recurrent blocks over the whole chunk (chunked WKV kernel,
-states carried), appends c_t = W_a h_t and the token ids to the cache, and runs the GOLD stack only
-on the last 2·n_gold+1 positions with zero shift states (exact, see README), attending over the
-whole cache with a bottom-right aligned causal mask. ``decode`` is the same path for one token.
-The cache passed in is never modified: a new ``ModelCache`` is returned (tensors are shared).
+states carried), then either appends c_t = W_a h_t and the token ids to the cache (``compressed``
+mode: every call re-derives each GOLD layer's keys/values over all N positions) or computes each
+GOLD layer's k_t, v_t for the new positions once and appends them (``kv`` mode), and runs the GOLD
+stack only on the last 2·n_gold+1 positions with zero shift states (exact, see README), attending
+over the whole cache with a bottom-right aligned causal mask. ``decode`` is the same path for one
+token. An HF ``attention_mask`` (left padding) is honoured everywhere (README "Padding"). The cache
+passed in is never modified: a new ``ModelCache`` is returned (tensors are shared).
 """
 
 from __future__ import annotations
