@@ -325,8 +325,38 @@ class GoldFinchLM(nn.Module):
                 out.append((ks[0] if len(ks) == 1 else torch.cat(ks, dim=1),
                             vs[0] if len(vs) == 1 else torch.cat(vs, dim=1)))
             return out
-        # compressed: x_orig from the ids and kc = rms_norm(W_b [x_orig; c]) for all N positions
+        # compressed: x_orig from the ids and kc = rms_norm(W_b [x_orig; c]) for all N positions, with
+        # W_b [x_orig; c] = W_b[:, :C] x_orig + W_b[:, C:] c and the first term memoised per token id
         assert cache.keys is not None
-        x_all = self.embed(cache.token_ids_long())
-        inp = gold_kv_inputs(self.decompress(x_all, cache.keys), x_all, None, full_mask)
+        x_all, xb = self._token_rows(cache.token_ids_long())
+        wc = self.w_kv_cache_b.weight[:, self.cfg.n_embd:]  # [A, c]
+        kc = rms_norm(torch.addmm(xb.flatten(0, 1), cache.keys.to(xb.dtype).flatten(0, 1), wc.t()).view_as(xb))
+        inp = gold_kv_inputs(kc, x_all, None, full_mask)
         return [self.gold_keys_values(i, inp, 0) for i in range(g, L)]
+
+    def _token_rows(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """ids [B, N] -> x_orig = ln0(E[ids]) [B, N, C] and W_b[:, :C] x_orig [B, N, A] (inference only).
+
+        Both depend on the token id alone, so rows are computed once per id and memoised in a [V, *]
+        table (a function of the weights, like a folded weight: nothing per position or sequence). The
+        table is rebuilt whenever a weight it reads is replaced or modified in place (tensor versions),
+        or the dtype / device changes. Saves the N x C x A matmul of every compressed-mode step."""
+        C, V = self.cfg.n_embd, self.cfg.vocab_size
+        ln0 = self.blocks[0].ln0
+        weights = (self.emb.weight, ln0.weight, ln0.bias, self.w_kv_cache_b.weight)
+        key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
+        memo = getattr(self, "_row_memo", None)
+        if memo is None or memo[0] != key:
+            w = self.emb.weight
+            memo = (key, w.new_empty(V, C), w.new_empty(V, self.w_kv_cache_b.weight.shape[0]),
+                    torch.zeros(V, dtype=torch.bool, device=w.device))
+            self._row_memo = memo
+        _, tx, tb, known = memo
+        flat = ids.reshape(-1)
+        new = flat[~known[flat]].unique()
+        if new.numel():
+            x = self.embed(new)  # [n, C]
+            tx[new] = x
+            tb[new] = x @ self.w_kv_cache_b.weight[:, :C].t()
+            known[new] = True
+        return tx[ids], tb[ids]

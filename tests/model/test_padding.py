@@ -118,3 +118,18 @@ def test_generation_args_validated(kwargs: dict, msg: str) -> None:
         generate(model, torch.tensor([[1, 2]]), **args)
     with pytest.raises(ValueError, match="empty"):
         generate(model, torch.tensor([[1, 2]]), 2, attention_mask=torch.tensor([[0, 0]]))
+
+
+def test_compressed_token_rows_follow_weight_changes() -> None:
+    """The per-token-id memo of the compressed mode never serves rows of old weights."""
+    model = random_model(tiny_cfg("goldfinch", wkv_backend="torch", attn_backend="sdpa"))
+    ids = torch.randint(0, 97, (1, 12), generator=torch.Generator().manual_seed(3))
+    for change in (lambda: model.emb.weight.add_(0.3), lambda: model.w_kv_cache_b.weight.mul_(1.5),
+                   lambda: model.blocks[0].ln0.bias.add_(0.2),
+                   lambda: model.load_state_dict(random_model(model.cfg, seed=9).state_dict())):
+        model.prefill(ids, cache_mode="compressed")  # fills the memo
+        with torch.no_grad():
+            change()
+            full = model(ids)
+        logits, _ = model.prefill(ids, cache_mode="compressed")
+        assert _max_err(logits, full[:, -1]) <= TOL
