@@ -132,24 +132,23 @@ def main() -> None:
         rows.append((args.batch, args.batch_context))
     speed: dict[tuple[int, int, str], list[float]] = {}
     nbytes: dict[tuple[int, int, str], int] = {}
-    for batch, ctx in rows:
-        for r in range(args.repeats):
-            for name, f in fns.items():  # interleaved: every contender once per repeat
-                tps, nb = run_one(f, batch, ctx, args.steps, args.vocab, seed=r)
-                speed.setdefault((batch, ctx, name), []).append(tps)
-                nbytes[(batch, ctx, name)] = nb
     names = list(fns)
     print("| batch | context | " + " | ".join(f"{n} tok/s" for n in names)
           + (" | " + " | ".join(f"{n} / hf-llama" for n in names if n != "hf-llama") if "hf-llama" in names else "")
           + " |")
     n_cols = len(names) + (len(names) - 1 if "hf-llama" in names else 0)
-    print("| --- | --- | " + " | ".join("---" for _ in range(n_cols)) + " |")
-    for batch, ctx in rows:
+    print("| --- | --- | " + " | ".join("---" for _ in range(n_cols)) + " |", flush=True)
+    for batch, ctx in rows:  # each row printed as soon as it is measured
+        for r in range(args.repeats):
+            for name, f in fns.items():  # interleaved: every contender once per repeat
+                tps, nb = run_one(f, batch, ctx, args.steps, args.vocab, seed=r)
+                speed.setdefault((batch, ctx, name), []).append(tps)
+                nbytes[(batch, ctx, name)] = nb
         med = {n: statistics.median(speed[(batch, ctx, n)]) for n in names}
-        cells = [f"{med[n]:.1f}" for n in names]
+        cells = [f"{med[n]:.2f}" for n in names]
         if "hf-llama" in names:
             cells += [f"{med[n] / med['hf-llama']:.2f}x" for n in names if n != "hf-llama"]
-        print(f"| {batch} | {ctx} | " + " | ".join(cells) + " |")
+        print(f"| {batch} | {ctx} | " + " | ".join(cells) + " |", flush=True)
     print("\n| batch | context | " + " | ".join(f"{n} cache bytes" for n in names) + " |")
     print("| --- | --- | " + " | ".join("---" for _ in names) + " |")
     for batch, ctx in rows:
