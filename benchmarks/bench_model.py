@@ -71,13 +71,13 @@ def main() -> None:
     for arch in models:
         print(f"\n{arch}: prefill time ratio {hi}/{lo} = {prefill[arch][hi] / prefill[arch][lo]:.2f} "
               f"(tokens ratio {hi / lo:.0f})")
-    print("\n| model | key mode | context | decode tokens/s | ms/token | cache bytes |")
+    print("\n| model | cache mode | context | decode tokens/s | ms/token | cache bytes |")
     print("| --- | --- | --- | --- | --- | --- |")
     for arch, model in models.items():
-        for mode in (("compressed", "decompressed") if arch == "goldfinch" else ("kv",)):
+        for mode in (("compressed", "kv") if arch == "goldfinch" else ("kv",)):
             for n in args.decode_context:
                 ids = torch.randint(0, args.vocab, (1, n), device=dev)
-                kw = {"key_mode": mode} if arch == "goldfinch" else {}
+                kw = {"cache_mode": mode} if arch == "goldfinch" else {}
                 logits, cache = model.prefill(ids, **kw)
                 tok = logits.argmax(-1)
                 t0 = time.perf_counter()

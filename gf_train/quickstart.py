@@ -228,11 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         export = export_checkpoint(run_dir, out / "export", dtype="fp32", overwrite=True)  # DeepSpeed's chatter
     log(f"exported the final checkpoint (safetensors, HF config + code, tokenizer, model card) -> {export}")
 
-    from gf_train.cli.generate import generate_text, report
     from gf_train.config import load as load_config
     from gf_train.data.tokenizers import load_tokenizer
     from gf_train.evaluate import evaluate
     from gf_train.export.load import load_model
+    from gf_train.model.generate import generate_texts, report
     from gf_train.train.plot import plot_metrics
 
     loaded = load_model(export)
@@ -243,9 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"validation loss {ev.loss:.3f} nats/token on {ev.set} (perplexity {ev.perplexity:.1f}, {bpb} bits/byte; "
         f"the same set and code as the trainer's val_loss and `gf-train eval`) vs the corpus's unigram entropy "
         f"{h1:.3f} nats/token: {'below' if ev.loss < h1 else 'NOT below'} it by {h1 - ev.loss:+.3f}")
-    r = generate_text(loaded.model, load_tokenizer("rwkv_world"), args.prompt, args.max_new_tokens,
-                      temperature=0.7, top_p=0.9, seed=0)
-    print("---- sample ----\n" + r.text + "\n---- end of sample ----", flush=True)
+    r = generate_texts(loaded.model, load_tokenizer("rwkv_world"), [args.prompt], args.max_new_tokens,
+                       temperature=0.7, top_p=0.9, seed=0)
+    print("---- sample ----\n" + r.texts[0] + "\n---- end of sample ----", flush=True)
     print(report(r, loaded.config), flush=True)
     png = plot_metrics(run_dir, out / "metrics.png")
     summary = {"corpus": corpus["path"], "data": str(data), "run": str(run_dir), "export": str(export),

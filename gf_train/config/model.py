@@ -10,6 +10,7 @@ from dataclasses import dataclass
 ARCHS = ("goldfinch", "finch", "finch_c2", "llama")
 WKV_BACKENDS = ("auto", "naive", "torch", "triton")
 ATTN_BACKENDS = ("auto", "flash", "sdpa", "naive")
+CACHE_MODES = ("compressed", "kv")
 
 
 @dataclass
@@ -56,6 +57,8 @@ class ModelConfig:
     """Tokenizer the model is trained with (gf_train.tokenizer_identity); null: taken from the data manifests."""
     vocab_hash: str | None = None
     """Hash of that tokenizer's vocabulary; null: taken from the data manifests (checkpoints and exports record it)."""
+    cache_mode: str = "kv"
+    """GOLD inference cache: kv (per-layer keys/values, fast decode) or compressed (c + token id per position)."""
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -73,6 +76,8 @@ class ModelConfig:
             raise ValueError(f"model.wkv_backend={self.wkv_backend!r} is not one of {WKV_BACKENDS}")
         if self.attn_backend not in ATTN_BACKENDS:
             raise ValueError(f"model.attn_backend={self.attn_backend!r} is not one of {ATTN_BACKENDS}")
+        if self.cache_mode not in CACHE_MODES:
+            raise ValueError(f"model.cache_mode={self.cache_mode!r} is not one of {CACHE_MODES}")
         if self.gold_layers is not None and not 0 <= self.gold_layers <= self.n_layer:
             raise ValueError(f"model.gold_layers={self.gold_layers} must be in [0, n_layer={self.n_layer}] or null")
         if self.dim_ffn is not None and self.dim_ffn < 1:

@@ -77,9 +77,9 @@ def write_card_and_license(out_dir: str | Path, info: CardInfo) -> list[str]:
     return ["README.md", "LICENSE"]
 
 
-def write_generation_config(out_dir: str | Path, eos_id: int | None, max_length: int) -> str:
-    cfg: dict[str, Any] = {"_from_model_config": False, "do_sample": True, "temperature": 1.0, "top_p": 0.85,
-                           "max_length": max_length}
+def write_generation_config(out_dir: str | Path, eos_id: int | None) -> str:
+    # no max_length: with it, a plain generate(max_new_tokens=...) warns that both are set
+    cfg: dict[str, Any] = {"_from_model_config": False, "do_sample": True, "temperature": 1.0, "top_p": 0.85}
     if eos_id is not None:
         cfg.update(eos_token_id=eos_id, bos_token_id=eos_id, pad_token_id=eos_id)
     (Path(out_dir) / "generation_config.json").write_text(json.dumps(cfg, indent=2) + "\n")

@@ -101,11 +101,15 @@ def hf_config(cfg: ModelConfig, dtype: torch.dtype, eos_id: int | None) -> dict[
 
 
 def write_tokenizer_files(tok: Any, out: Path) -> list[str]:
-    """rwkv_world: the vocab file + our tokenizer class; HF: tokenizer.json via PreTrainedTokenizerFast."""
+    """rwkv_world: the vocab file + our tokenizer class; HF: tokenizer.json via PreTrainedTokenizerFast.
+    Both pad on the left with the EOS token and return input_ids + attention_mask only."""
     written = [p.name for p in tok.save(out)]
     eos = tok.decode([tok.eos_id]) if tok.name != "rwkv_world" else "<|endoftext|>"
+    # left padding with the EOS id as pad: batched generate / pipelines / lm-eval pad on the left, and
+    # no token_type_ids (the model takes none) for every tokenizer kind
     cfg: dict[str, Any] = {"model_max_length": 1_000_000_000_000, "clean_up_tokenization_spaces": False,
-                           "eos_token": eos, "bos_token": eos}
+                           "eos_token": eos, "bos_token": eos, "pad_token": eos, "padding_side": "left",
+                           "model_input_names": ["input_ids", "attention_mask"]}
     if tok.name == "rwkv_world":
         shutil.copyfile(HF_REMOTE / "tokenization_rwkv_world.py", out / "tokenization_rwkv_world.py")
         written.append("tokenization_rwkv_world.py")
@@ -114,7 +118,8 @@ def write_tokenizer_files(tok: Any, out: Path) -> list[str]:
     else:
         cfg.update(tokenizer_class="PreTrainedTokenizerFast")
     (out / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    (out / "special_tokens_map.json").write_text(json.dumps({"eos_token": eos, "bos_token": eos}, indent=2) + "\n")
+    (out / "special_tokens_map.json").write_text(json.dumps({"eos_token": eos, "bos_token": eos, "pad_token": eos},
+                                                                      indent=2) + "\n")
     return [*written, "tokenizer_config.json", "special_tokens_map.json"]
 
 
@@ -140,7 +145,7 @@ def write_export(inputs: ExportInputs, out_dir: str | Path, dtype: str = "fp32",
         (tmp / "config.json").write_text(json.dumps(hf_config(inputs.model, torch_dtype, eos_id), indent=2) + "\n")
         if inputs.tokenizer is not None:
             write_tokenizer_files(inputs.tokenizer, tmp)
-        write_generation_config(tmp, eos_id, inputs.model.ctx_len)
+        write_generation_config(tmp, eos_id)
         card = dataclasses.replace(inputs.card, dtype=dtype, model=dataclasses.asdict(inputs.model))
         write_card_and_license(tmp, card)
         if inputs.training_config_yaml is not None:

@@ -1,9 +1,17 @@
-"""Inference state (spec §10.1): per-layer recurrent/shift states, the shared key cache, token ids.
+"""Inference state (spec §10.1): per-layer recurrent/shift states, the GOLD caches, token ids, padding.
 
-Owns the cache objects and their memory accounting. The GoldFinch cache stores, per context token,
-the c = C/r wide compressed key c_t plus the token id (§5, §13.3); ``key_mode="decompressed"`` trades
-memory for speed by storing kc_t (A wide) instead. Finch layers keep a fixed-size state; Llama layers
-keep a classic per-layer K/V cache (post-RoPE keys) for comparison.
+Owns the cache objects and their memory accounting. Two cache modes for the GOLD layers
+(``CACHE_MODES``, chosen by ``ModelConfig.cache_mode``, default ``"kv"``):
+
+- ``"compressed"`` (the paper's cache, §5, §13.3): per context token the c = C/r wide compressed key
+  c_t plus the token id, nothing per layer; every call re-derives kc and each GOLD layer's k, v over
+  all N positions (O(N) work per layer and step).
+- ``"kv"``: each GOLD layer keeps its own k, v (2·A numbers per token per GOLD layer), appended one
+  position per step (a GOLD layer's k_t, v_t depend on positions t and t-1 only), so decode work per
+  GOLD layer is one row of keys/values plus attention, like a Llama layer.
+
+Finch layers keep a fixed-size state; Llama layers keep a classic per-layer K/V cache (post-RoPE keys).
+A left-padded batch stores its padding mask [B, N] (False = padding) so later steps skip those keys.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-KEY_MODES = ("compressed", "decompressed")
+CACHE_MODES = ("compressed", "kv")
 
 
 def _nbytes(t: Tensor | None) -> int:
@@ -26,7 +34,7 @@ class LayerState:
 
     att_shift / ffn_shift: [B, C] last input of the time / channel mix (§2.1).
     wkv: [B, H, K, V] fp32 WKV state (Finch-C2 / Finch layers).
-    k, v: [B, N, H, D] per-layer key/value cache (Llama layers only).
+    k, v: [B, N, H, D] per-layer key/value cache (Llama layers; GOLD layers in ``kv`` mode).
     """
 
     att_shift: Tensor | None = None
@@ -44,23 +52,29 @@ class ModelCache:
     """Everything needed to continue a batch of sequences.
 
     kinds[l] is the layer type of block l ("finch_c2", "finch", "gold", "llama").
-    token_ids: [B, N] (GoldFinch only; stored as ``token_dtype``).
-    keys: [B, N, c] compressed keys c_t (key_mode "compressed") or [B, N, A] kc_t ("decompressed").
+    mode: "compressed" or "kv" (GoldFinch GOLD layers; see the module docstring).
+    token_ids: [B, N] (GoldFinch "compressed" only; stored as ``token_dtype``).
+    keys: [B, N, c] compressed keys c_t (GoldFinch "compressed" only).
+    gold_prev: (kc [B, A], rms_norm(x_orig) [B, C]) of the last real position (GoldFinch "kv" only:
+        the token shift of the next position's keys/values).
+    mask: [B, N] bool, False at padding positions; None while every position is real.
     """
 
     kinds: list[str]
     layers: list[LayerState]
     batch_size: int
-    key_mode: str = "compressed"
+    mode: str = "kv"
     token_dtype: torch.dtype = torch.int32
     token_ids: Tensor | None = None
     keys: Tensor | None = None
     n_tokens: int = 0
+    gold_prev: tuple[Tensor, Tensor] | None = None
+    mask: Tensor | None = None
     extra: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.key_mode not in KEY_MODES:
-            raise ValueError(f"key_mode={self.key_mode!r} is not one of {KEY_MODES}")
+        if self.mode not in CACHE_MODES:
+            raise ValueError(f"cache_mode={self.mode!r} is not one of {CACHE_MODES}")
         if self.token_dtype not in (torch.int32, torch.int64, torch.uint16, torch.int16):
             raise ValueError(f"token_dtype={self.token_dtype} must be int32, int64, uint16 or int16")
 
@@ -68,8 +82,18 @@ class ModelCache:
     def has_key_cache(self) -> bool:
         return "gold" in self.kinds
 
+    def extend_mask(self, mask: Tensor | None, T: int) -> None:
+        """Record the padding of T new positions (mask [B, T] bool or None = all real)."""
+        if mask is None and self.mask is None:
+            return
+        B = self.batch_size
+        old = self.mask if self.mask is not None else torch.ones(B, self.n_tokens, dtype=torch.bool,
+                                                                 device=mask.device if mask is not None else None)
+        new = mask.bool() if mask is not None else torch.ones(B, T, dtype=torch.bool, device=old.device)
+        self.mask = torch.cat([old, new.to(old.device)], dim=1)
+
     def append_keys(self, token_ids: Tensor, keys: Tensor) -> None:
-        """Append a chunk: token_ids [B, T] (long), keys [B, T, c or A]."""
+        """Append a chunk: token_ids [B, T] (long), keys [B, T, c]."""
         assert token_ids.shape[:2] == keys.shape[:2]
         ids = token_ids.to(self.token_dtype)
         if self.token_ids is None:
@@ -86,14 +110,18 @@ class ModelCache:
     # ---- memory accounting (§10.4) ----
     def nbytes_by_type(self) -> dict[str, int]:
         """Live bytes per part: fixed-size recurrent state per layer type and the growing caches."""
-        out = {"finch_state": 0, "gold_state": 0, "llama_kv": 0, "key_cache": 0, "token_ids": 0}
+        out = {"finch_state": 0, "gold_state": 0, "gold_kv": 0, "llama_kv": 0, "key_cache": 0,
+               "token_ids": 0, "mask": _nbytes(self.mask)}
         for kind, st in zip(self.kinds, self.layers):
             if kind == "gold":
-                out["gold_state"] += st.nbytes()
+                out["gold_kv"] += _nbytes(st.k) + _nbytes(st.v)
+                out["gold_state"] += st.nbytes() - _nbytes(st.k) - _nbytes(st.v)
             elif kind == "llama":
                 out["llama_kv"] += st.nbytes()
             else:
                 out["finch_state"] += st.nbytes()
+        if self.gold_prev is not None:
+            out["gold_state"] += sum(_nbytes(t) for t in self.gold_prev)
         out["key_cache"] = _nbytes(self.keys)
         out["token_ids"] = _nbytes(self.token_ids)
         return out
@@ -102,9 +130,9 @@ class ModelCache:
         return sum(self.nbytes_by_type().values())
 
     def nbytes_growing(self) -> int:
-        """Bytes of the parts that grow with the context length N (key cache, ids, Llama K/V)."""
+        """Bytes of the parts that grow with the context length N (key cache, ids, K/V, padding mask)."""
         d = self.nbytes_by_type()
-        return d["key_cache"] + d["token_ids"] + d["llama_kv"]
+        return d["key_cache"] + d["token_ids"] + d["llama_kv"] + d["gold_kv"] + d["mask"]
 
     def select(self, index: Tensor) -> ModelCache:
         """A cache for a subset / reordering of the batch rows (e.g. beam search or early stopping)."""
@@ -114,17 +142,20 @@ class ModelCache:
 
         layers = [LayerState(*(sel(getattr(s, f)) for f in ("att_shift", "ffn_shift", "wkv", "k", "v")))
                   for s in self.layers]
-        return ModelCache(self.kinds, layers, int(index.numel()), self.key_mode, self.token_dtype,
-                          sel(self.token_ids), sel(self.keys), self.n_tokens)
+        prev = None if self.gold_prev is None else (sel(self.gold_prev[0]), sel(self.gold_prev[1]))
+        return ModelCache(self.kinds, layers, int(index.numel()), self.mode, self.token_dtype,
+                          sel(self.token_ids), sel(self.keys), self.n_tokens, prev, sel(self.mask))
 
 
 def growth_bytes_per_token(kinds: list[str], n_embd: int, kv_dim: int, elem_bytes: int,
-                           token_bytes: int, key_mode: str = "compressed") -> int:
-    """Formula for the cache growth per context token (§10.4): GoldFinch c (or A) entries + one id,
-    a Llama 2·C entries per layer, a Finch nothing."""
+                           token_bytes: int, mode: str = "compressed") -> int:
+    """Formula for the cache growth per context token without padding (§10.4): GoldFinch
+    "compressed" c entries + one id, GoldFinch "kv" 2·C entries per GOLD layer, a Llama 2·C entries
+    per layer, a Finch nothing."""
     if "llama" in kinds:
         return 2 * n_embd * elem_bytes * sum(k == "llama" for k in kinds)
     if "gold" in kinds:
-        width = kv_dim if key_mode == "compressed" else n_embd
-        return width * elem_bytes + token_bytes
+        if mode == "kv":
+            return 2 * n_embd * elem_bytes * sum(k == "gold" for k in kinds)
+        return kv_dim * elem_bytes + token_bytes
     return 0

@@ -19,6 +19,24 @@ def token_shift(x: Tensor, state: Tensor | None) -> Tensor:
     return torch.cat([prev, x[:, :-1]], dim=1)
 
 
+def fill_padded(x: Tensor, state: Tensor | None, mask: Tensor | None) -> Tensor:
+    """Replace every padding row of x by the last real row before it (or ``state``, or zeros).
+
+    x [B, T, C]; state [B, C] (the last real row of earlier calls, None = zeros); mask [B, T] bool
+    (False = padding) or None (nothing to do). After this, a token shift skips the padding: the
+    first real token after padding sees the same previous row as without it, and the new shift state
+    x[:, -1] is the last real row. Real rows are unchanged.
+    """
+    if mask is None:
+        return x
+    B, T, C = x.shape
+    prev = x.new_zeros(B, 1, C) if state is None else state.to(x.dtype).unsqueeze(1)
+    rows = torch.cat([prev, x], dim=1)  # row 0 = state, row t + 1 = x_t
+    src = torch.arange(1, T + 1, device=x.device) * mask.to(torch.long)  # 0 for padding
+    src = src.cummax(dim=1).values  # [B, T]: index of the last real row at or before t
+    return rows.gather(1, src.unsqueeze(-1).expand(B, T, C))
+
+
 def zero_shift(x: Tensor) -> Tensor:
     """Shift along T with a zero row before position 0 (GOLD's key/value path, §6 steps 2 and 4)."""
     return token_shift(x, None)

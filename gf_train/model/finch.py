@@ -36,9 +36,10 @@ class FinchTimeMix(WKV6TimeMix):
         self.ln_x = nn.GroupNorm(self.n_head, A, eps=1e-5 * HEAD_SIZE_DIVISOR**2)
 
     def forward(
-        self, x: Tensor, shift: Tensor | None, wkv: Tensor | None, want_state: bool
+        self, x: Tensor, shift: Tensor | None, wkv: Tensor | None, want_state: bool, mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """x: [B, T, C] (= ln1(h)); shift [B, C]; wkv [B, H, K, V] fp32 -> (out [B, T, C], shift', wkv')."""
+        """x: [B, T, C] (= ln1(h), padding rows already filled, see ``fill_padded``); shift [B, C];
+        wkv [B, H, K, V] fp32; mask [B, T] bool or None -> (out [B, T, C], shift', wkv')."""
         B, T, C = x.shape
         dx, m = self.ddlerp(x, shift)
         xw, xk, xv, xr, xg = (self.mixed(x, dx, m, s) for s in self.mix_slots)
@@ -47,7 +48,7 @@ class FinchTimeMix(WKV6TimeMix):
         v = self.value(xv)
         g = F.silu(self.gate(xg))
         logw = self.log_decay(xw)  # [B, T, A]
-        y, new_wkv = self.run_wkv(r, k, v, logw, self.time_faaaa.to(r.dtype), wkv, want_state)
+        y, new_wkv = self.run_wkv(r, k, v, logw, self.time_faaaa.to(r.dtype), wkv, want_state, mask)
         y = self.ln_x(y.reshape(B * T, C)).view(B, T, C)
         out = self.output(y * g)
         return out, (x[:, -1].clone() if want_state else None), new_wkv

@@ -38,9 +38,10 @@ class FinchC2TimeMix(WKV6TimeMix):
         self.ln_x = nn.LayerNorm(A)
 
     def forward(
-        self, x: Tensor, shift: Tensor | None, wkv: Tensor | None, want_state: bool
+        self, x: Tensor, shift: Tensor | None, wkv: Tensor | None, want_state: bool, mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """x: [B, T, C] (= ln1(h)); shift [B, C]; wkv [B, H, K, V] fp32 -> (out [B, T, C], shift', wkv')."""
+        """x: [B, T, C] (= ln1(h), padding rows already filled, see ``fill_padded``); shift [B, C];
+        wkv [B, H, K, V] fp32; mask [B, T] bool or None -> (out [B, T, C], shift', wkv')."""
         B, T, C = x.shape
         H, N = self.n_head, self.head_size
         dx, m = self.ddlerp(x, shift)
@@ -55,7 +56,7 @@ class FinchC2TimeMix(WKV6TimeMix):
             u = torch.zeros(H, N, dtype=r.dtype, device=r.device)
         else:
             u = self.time_faaaa.to(r.dtype)
-        y, new_wkv = self.run_wkv(r, k, v, logw, u, wkv, want_state)
+        y, new_wkv = self.run_wkv(r, k, v, logw, u, wkv, want_state, mask)
         y = y.reshape(B, T, C)
         if self.use_v2:
             xv2 = self.mixed(x, dx, m, "v2")

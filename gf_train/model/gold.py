@@ -4,17 +4,29 @@ Queries come from the residual stream (token-shifted ddlerp, W_q, LN_q); keys fr
 decompressed key stream kc (zero-padded shift, per-layer mix, rank-R LoRA, LN_k); values only from
 rms_norm(x_orig) (zero-padded shift, mix, LoRA, LN_v). No positional encoding unless ``cfg.rope``
 (the RoPE ablation, §6.1). Attention is causal and bottom-right aligned: the T queries are the last T
-of the N visible positions (training: T == N; pre-fill window / decode: T < N).
+of the N visible positions (training: T == N; pre-fill window / decode: T < N). Keys and values are
+computed by ``keys_values`` from ``GoldKVInputs`` (shared by all GOLD layers of a call); k_t, v_t
+depend only on positions t and t-1, which the ``kv`` cache mode exploits.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from gf_kernels import causal_attention
 from torch import Tensor, nn
 
 from gf_train.config.model import ModelConfig
-from gf_train.model.common import apply_rope, ddlerp_offsets, lora, rms_norm, rope_angles, token_shift, zero_shift
+from gf_train.model.common import (
+    apply_rope,
+    ddlerp_offsets,
+    fill_padded,
+    lora,
+    rms_norm,
+    rope_angles,
+    token_shift,
+)
 
 MIX_RANK = 32
 
@@ -57,42 +69,69 @@ class GoldTimeMix(nn.Module):
         self.ln_v = nn.LayerNorm(A)
         self.ln_x = nn.LayerNorm(A)
 
-    def keys_values(self, kc: Tensor, x_orig: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-layer keys and values over all N visible positions (§6 steps 2-5, 7).
+    def keys_values(self, inp: GoldKVInputs, pos0: int) -> tuple[Tensor, Tensor]:
+        """Per-layer keys and values of the positions in ``inp`` (§6 steps 2-5, 7) -> k, v [B, T, H, D].
 
-        kc: [B, N, A] decompressed key stream; x_orig: [B, N, C] = ln0(emb) -> k, v [B, N, A].
-        """
-        xo = rms_norm(x_orig)
-        dxo = zero_shift(xo) - xo
-        mk, mv = ddlerp_offsets(xo, dxo, self.time_maa_v_cache, self.time_maa_kv_w1, self.time_maa_kv_w2)
-        kbar = kc + (zero_shift(kc) - kc) * (self.time_maa_k + mk)
-        k = self.ln_k(kbar + lora(kbar, self.time_key_w1, self.time_key_w2))
-        vbar = xo + dxo * (self.time_maa_v + mv)
-        v = self.ln_v(vbar + lora(vbar, self.time_value_w1, self.time_value_w2))
+        k_t and v_t depend on positions t and t-1 only, so the ``kv`` cache computes them once per
+        position. pos0: absolute position of the first row (RoPE on k when ``cfg.rope``)."""
+        B, T, _ = inp.kc.shape
+        H, D = self.n_head, self.head_size
+        mk, mv = ddlerp_offsets(inp.xo, inp.dxo, self.time_maa_v_cache, self.time_maa_kv_w1, self.time_maa_kv_w2)
+        kbar = torch.addcmul(inp.kc, inp.dkc, self.time_maa_k + mk)  # kc + (kc_{t-1} - kc) * mix
+        k = self.ln_k(kbar + lora(kbar, self.time_key_w1, self.time_key_w2)).view(B, T, H, D)
+        vbar = torch.addcmul(inp.xo, inp.dxo, self.time_maa_v + mv)
+        v = self.ln_v(vbar + lora(vbar, self.time_value_w1, self.time_value_w2)).view(B, T, H, D)
+        if self.rope:
+            cos, sin = rope_angles(torch.arange(pos0, pos0 + T, device=k.device), D, self.rope_base,
+                                   self.rope_rescale)
+            k = apply_rope(k, cos, sin)
         return k, v
 
     def forward(
-        self, x: Tensor, kc: Tensor, x_orig: Tensor, shift: Tensor | None, want_state: bool
+        self, x: Tensor, k: Tensor, v: Tensor, shift: Tensor | None, want_state: bool,
+        key_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """x: [B, T, C] (= ln1(h), the last T of N positions); kc [B, N, A]; x_orig [B, N, C].
+        """x: [B, T, C] (= ln1(h), the last T of N positions); k, v [B, N, H, D] from ``keys_values``
+        (all N visible positions); key_mask [B, N] bool (False = padding) or None.
 
         Returns (out [B, T, C], new query-side shift state [B, C] or None).
         """
         B, T, C = x.shape
-        N = kc.shape[1]
+        N = k.shape[1]
         H, D = self.n_head, self.head_size
-        if x_orig.shape[1] != N or N < T:
-            raise ValueError(f"GOLD: kc has {N} positions, x_orig {x_orig.shape[1]}, queries {T}")
+        if N < T:
+            raise ValueError(f"GOLD: {N} key positions for {T} queries")
         dx = token_shift(x, shift) - x
         mq = lora(x + dx * self.time_maa_x, self.time_maa_q_w1, self.time_maa_q_w2)
         xq = x + dx * (self.time_maa_q + mq)
         q = self.ln_q(self.query(xq)).view(B, T, H, D)
-        k, v = self.keys_values(kc, x_orig)
-        k, v = k.view(B, N, H, D), v.view(B, N, H, D)
         if self.rope:
-            cos, sin = rope_angles(torch.arange(N, device=x.device), D, self.rope_base, self.rope_rescale)
-            k = apply_rope(k, cos, sin)
-            q = apply_rope(q, cos[N - T:], sin[N - T:])
-        y = causal_attention(q, k, v, backend=self.backend)  # [B, T, H, D], scale 1/sqrt(D)
+            cos, sin = rope_angles(torch.arange(N - T, N, device=x.device), D, self.rope_base, self.rope_rescale)
+            q = apply_rope(q, cos, sin)
+        y = causal_attention(q, k, v, backend=self.backend, key_mask=key_mask)  # [B, T, H, D], 1/sqrt(D)
         out = self.output(self.ln_x(y.reshape(B, T, C)))
         return out, (x[:, -1].clone() if want_state else None)
+
+
+@dataclass
+class GoldKVInputs:
+    """What every GOLD layer's keys / values read, computed once per call for all GOLD layers.
+
+    kc [B, T, A] decompressed key stream, dkc = kc_{t-1} - kc_t; xo [B, T, C] = rms_norm(x_orig),
+    dxo = xo_{t-1} - xo_t (padding skipped by ``fill_padded``; zeros before the first position).
+    """
+
+    kc: Tensor
+    dkc: Tensor
+    xo: Tensor
+    dxo: Tensor
+
+
+def gold_kv_inputs(kc: Tensor, x_orig: Tensor, prev: tuple[Tensor, Tensor] | None,
+                   mask: Tensor | None) -> GoldKVInputs:
+    """kc [B, T, A], x_orig [B, T, C] of new positions; prev = (kc, xo) rows [B, A], [B, C] of the last
+    real position before them (None: these are the first); mask [B, T] bool or None."""
+    xo = rms_norm(x_orig)
+    pk, px = (None, None) if prev is None else prev
+    kc, xo = fill_padded(kc, pk, mask), fill_padded(xo, px, mask)
+    return GoldKVInputs(kc, token_shift(kc, pk) - kc, xo, token_shift(xo, px) - xo)

@@ -33,9 +33,14 @@ class LlamaAttention(nn.Module):
         self.wo = nn.Linear(A, C, bias=False)
 
     def forward(
-        self, x: Tensor, k_cache: Tensor | None, v_cache: Tensor | None, want_state: bool
+        self, x: Tensor, k_cache: Tensor | None, v_cache: Tensor | None, want_state: bool,
+        key_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """x: [B, T, C]; k/v_cache [B, N0, H, D] (post-RoPE keys) -> (out [B, T, C], k [B, N, H, D], v)."""
+        """x: [B, T, C]; k/v_cache [B, N0, H, D] (post-RoPE keys); key_mask [B, N0 + T] bool (False =
+        padding) or None -> (out [B, T, C], k [B, N, H, D], v).
+
+        Positions count padding too: RoPE only sees differences of positions, and left padding shifts
+        a row's positions by a constant."""
         B, T, C = x.shape
         H, D = self.n_head, self.head_size
         n0 = 0 if k_cache is None else k_cache.shape[1]
@@ -47,7 +52,7 @@ class LlamaAttention(nn.Module):
         if k_cache is not None and v_cache is not None:
             k = torch.cat([k_cache.to(k.dtype), k], dim=1)
             v = torch.cat([v_cache.to(v.dtype), v], dim=1)
-        y = causal_attention(q, k, v, backend=self.backend)  # [B, T, H, D]
+        y = causal_attention(q, k, v, backend=self.backend, key_mask=key_mask)  # [B, T, H, D]
         out = self.wo(y.reshape(B, T, C))
         return out, (k if want_state else None), (v if want_state else None)
 

@@ -66,10 +66,18 @@ class WKV6TimeMix(nn.Module):
         return -torch.exp(ww.float())
 
     def run_wkv(
-        self, r: Tensor, k: Tensor, v: Tensor, logw: Tensor, u: Tensor, wkv: Tensor | None, want_state: bool
+        self, r: Tensor, k: Tensor, v: Tensor, logw: Tensor, u: Tensor, wkv: Tensor | None, want_state: bool,
+        mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """WKV-6 over r, k, v [B, T, A], logw [B, T, A] (fp32), u [H, N] -> (y [B, T, H, N], state')."""
+        """WKV-6 over r, k, v [B, T, A], logw [B, T, A] (fp32), u [H, N] -> (y [B, T, H, N], state').
+
+        mask [B, T] bool (False = padding): a padding position gets k = 0 and decay 1 (log w = 0), so
+        it leaves the state exactly as it was (its own output is meaningless)."""
         B, T, _ = r.shape
+        if mask is not None:
+            m = mask.unsqueeze(-1)
+            k = k * m.to(k.dtype)
+            logw = logw * m.to(logw.dtype)
         H, N = self.n_head, self.head_size
         return wkv6(
             r.view(B, T, H, N), k.view(B, T, H, N), v.view(B, T, H, N), logw.to(r.dtype).view(B, T, H, N), u,

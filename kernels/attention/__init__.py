@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .flash_or_sdpa import attention_flash, attention_sdpa, flash_available
-from .naive import attention_naive, causal_mask
+from .naive import attention_naive, causal_mask, padded_causal_mask
 
 BACKENDS = ("auto", "flash", "sdpa", "naive")
 
@@ -21,6 +21,7 @@ def causal_attention(
     *,
     backend: str = "auto",
     scale: float | None = None,
+    key_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Causal softmax attention with queries aligned to the end of the keys.
 
@@ -30,6 +31,9 @@ def causal_attention(
         backend: "auto" (flash if importable and q is on CUDA, else sdpa), "flash", "sdpa" or
             "naive" (fp32 reference).
         scale: softmax scale, default 1 / sqrt(D).
+        key_mask: optional [B, Tk] bool, False for padding keys: no query attends them, except that a
+            padding query attends itself only (its output is meaningless; this keeps it finite).
+            A mask runs through sdpa (or naive); flash-attn takes no arbitrary masks.
     Returns:
         [B, Tq, H, D] in q's dtype.
 
@@ -58,13 +62,21 @@ def causal_attention(
             f"causal_attention: Tk={k.shape[1]} < Tq={tq}; the keys must include every query position "
             "(append the new keys to the cache before attending)."
         )
+    mask = None
+    if key_mask is not None:
+        if key_mask.shape != (B, k.shape[1]):
+            raise ValueError(f"causal_attention: key_mask{tuple(key_mask.shape)} must be [B, Tk] = "
+                             f"[{B}, {k.shape[1]}].")
+        mask = padded_causal_mask(key_mask.bool(), tq)
+        backend = "naive" if backend == "naive" else "sdpa"
     if backend == "auto":
         backend = "flash" if (q.is_cuda and q.dtype != torch.float32 and flash_available()) else "sdpa"
     if backend == "naive":
-        return attention_naive(q, k, v, scale)
+        return attention_naive(q, k, v, scale, mask)
     if backend == "sdpa":
-        return attention_sdpa(q, k, v, scale)
+        return attention_sdpa(q, k, v, scale, mask)
     return attention_flash(q, k, v, scale)
 
 
-__all__ = ["causal_attention", "attention_naive", "attention_sdpa", "attention_flash", "causal_mask"]
+__all__ = ["causal_attention", "attention_naive", "attention_sdpa", "attention_flash", "causal_mask",
+           "padded_causal_mask"]

@@ -15,12 +15,15 @@ from .naive import causal_mask
 
 
 def attention_sdpa(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """q: [B, Tq, H, D]; k, v: [B, Tk, H, D] -> [B, Tq, H, D] (q's dtype)."""
+    """q: [B, Tq, H, D]; k, v: [B, Tk, H, D] -> [B, Tq, H, D] (q's dtype); mask [B, 1, Tq, Tk] or None."""
     tq, tk = q.shape[1], k.shape[1]
     qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))  # [B, H, T, D]
-    if tq == 1:
+    if mask is not None:
+        o = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, scale=scale)
+    elif tq == 1:
         o = F.scaled_dot_product_attention(qt, kt, vt, scale=scale)
     elif tq == tk:
         o = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, scale=scale)

@@ -24,12 +24,15 @@ def resolve_backend(backend: str, device: torch.device, tokens: int | None = Non
 
     ``tokens``: the caller's T when it wants the decode-time choice (the model passes it; ``wkv6``
     does not, so an explicit backend is always honoured there): a single token on CUDA under "auto"
-    or "triton" goes to "recurrent", since the chunk kernels would pad it to a 16-token chunk.
+    or "triton" goes to "recurrent", since the chunk kernels would pad it to a 16-token chunk; off CUDA
+    it goes to the one-step loop "naive" (the chunked torch kernel pads it to a whole chunk too).
     """
     if backend not in BACKENDS:
         raise ValueError(f"wkv6: unknown backend {backend!r}; choose one of {BACKENDS}.")
     if tokens == 1 and device.type == "cuda" and backend in ("auto", "triton"):
         return "recurrent"
+    if tokens == 1 and device.type != "cuda":
+        return "naive"
     if backend == "auto":
         return "triton" if device.type == "cuda" else "torch"
     return backend

@@ -6,7 +6,7 @@ export folder with `trust_remote_code`, and write what it computes for `test_hf_
 CASE_JSON: {"ids": [[...]], "prompt_len": n, "text": "..."}. Writes OUT_DIR/logits.npy (logits of `ids`),
 greedy.npy (the first row's first prompt_len ids + 6 new tokens with our cache) and info.json
 (transformers version, whether gf_train is importable, beam search with vs without cache equal, the
-tokenizer's ids for `text` and its round trip).
+tokenizer's ids for `text` and its round trip, a left-padded batch generating what each row generates alone).
 """
 
 from __future__ import annotations
@@ -36,12 +36,20 @@ def main() -> None:
     beams = hf.generate(prompt, use_cache=True, **kw)
     tok = AutoTokenizer.from_pretrained(src, trust_remote_code=True, local_files_only=True)
     text = case["text"]
+    # a left-padded batch from the exported tokenizer: each row generates what it generates alone
+    texts = [text[:40], text[:7]]
+    enc = tok(texts, return_tensors="pt", padding=True)
+    batch = hf.generate(**enc, max_new_tokens=5, do_sample=False)
+    alone = [hf.generate(**tok([t], return_tensors="pt"), max_new_tokens=5, do_sample=False)[0, -5:].tolist()
+             for t in texts]
     info = {
         "transformers": transformers.__version__,
         "gf_train_importable": importlib.util.find_spec("gf_train") is not None,
         "beams_equal_uncached": bool(torch.equal(beams, hf.generate(prompt, use_cache=False, **kw))),
         "tokenizer_round_trip": tok.decode(tok(text).input_ids) == text,
         "tokenizer_ids": tok(text).input_ids,
+        "padded_batch_equals_alone": batch[:, -5:].tolist() == alone and set(enc) == {"input_ids", "attention_mask"}
+        and bool(enc.attention_mask[1, 0] == 0),
     }
     (out / "info.json").write_text(json.dumps(info))
 

@@ -152,9 +152,47 @@ def test_generate_cli_reports_speed_and_cache(tmp_path: Path, capsys: pytest.Cap
     cap = capsys.readouterr()
     assert cap.out.startswith("The GoldFinch sings") and len(cap.out) > len("The GoldFinch sings\n")
     assert "prefill:" in cap.err and "decode:" in cap.err and "tokens/s" in cap.err
-    cache_line = next(line for line in cap.err.splitlines() if line.startswith("cache:"))
-    assert "key_cache" in cache_line and "token_ids" in cache_line
+    cache_line = next(line for line in cap.err.splitlines() if line.startswith("cache (kv mode):"))
+    assert "gold_kv" in cache_line and "token_ids" not in cache_line
     assert "a Llama of the same width and depth (L=6, C=64)" in cap.err
+    # several prompts (repeatable --prompt and --prompts-file) as one left-padded batch, compressed cache
+    pf = tmp_path / "prompts.txt"
+    pf.write_text("A much longer third prompt for the batch\n\nfour\n")
+    argv = ["generate", "--model", str(exp), "--prompt", "The GoldFinch sings", "--prompt", "Hi",
+            "--prompts-file", str(pf), "--max-new-tokens", "4", "--temperature", "0", "--cache-mode", "compressed"]
+    assert cli(argv) == 0
+    cap = capsys.readouterr()
+    blocks = cap.out.rstrip("\n").split("\n\n")
+    prompts = ["The GoldFinch sings", "Hi", "A much longer third prompt for the batch", "four"]
+    assert len(blocks) == 4 and all(b.startswith(p) for b, p in zip(blocks, prompts))
+    assert "cache (compressed mode):" in cap.err and "key_cache" in cap.err and "4 prompts" in cap.err
+    assert "compressed 20 B, kv 1,024 B, Llama 3,072 B" in cap.err  # c=4 fp32 + int32 id; 2 GOLD layers
+    for p, b in zip(prompts, blocks):  # each row as if alone
+        assert cli(argv[:3] + ["--prompt", p] + argv[9:]) == 0
+        assert capsys.readouterr().out.rstrip("\n") == b
+
+
+@pytest.mark.parametrize("flags, msg", [
+    (["--temperature", "-1"], "temperature must be >= 0"), (["--top-p", "2"], "top_p must be in (0, 1]"),
+    (["--top-k", "-3"], "top_k must be >= 0"), (["--max-new-tokens", "0"], "max_new_tokens must be >= 1"),
+    (["--prompt", ""], "--prompt is empty"),
+])
+def test_generate_cli_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str],
+                                            msg: str) -> None:
+    from gf_train.data.tokenizers import load_tokenizer
+    from gf_train.export.hf_dir import write_export
+
+    exp = write_export(inputs_for(random_model(tiny_config()), load_tokenizer("rwkv_world")), tmp_path / "exp")
+    assert cli(["generate", "--model", str(exp), "--prompt", "x", *flags]) != 0
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+
+
+def test_generate_help_shows_defaults(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        cli(["generate", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 0.85)" in out and "(default: 64)" in out and "--prompts-file" in out
 
 
 @pytest.mark.parametrize("fault", ["flip", "truncate", "incomplete"])

@@ -87,10 +87,16 @@ def test_pure_python_tokenizer_matches(exported: tuple[torch.nn.Module, Path], r
     assert matcher.encode(text.encode()) == rwkv_tok.encode(text)
 
 
-def test_generate_uses_compressed_cache(exported: tuple[torch.nn.Module, Path]) -> None:
+@pytest.mark.parametrize("mode", ["kv", "compressed"])
+def test_generate_uses_our_cache(exported: tuple[torch.nn.Module, Path], tmp_path: Path, rwkv_tok, mode: str) -> None:
     from transformers import AutoModelForCausalLM
 
     model, out = exported
+    if mode == "compressed":  # the cache mode is part of the export's config
+        model = random_model(tiny_config(cache_mode="compressed"))
+        out = unique_dir(tmp_path, "gfcomp")
+        write_export(inputs_for(model, rwkv_tok), out, dtype="fp32")
+    assert json.loads((out / "config.json").read_text())["gf_model"]["cache_mode"] == mode
     hf = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True, local_files_only=True).eval()
     calls = {"prefill": 0, "decode": 0, "caches": []}
     inner = hf.model
@@ -100,10 +106,10 @@ def test_generate_uses_compressed_cache(exported: tuple[torch.nn.Module, Path]) 
         calls["prefill"] += 1
         return orig_prefill(ids, cache, **kw)
 
-    def decode(ids, cache):
+    def decode(ids, cache, **kw):
         calls["decode"] += 1
         calls["caches"].append(cache)
-        return orig_decode(ids, cache)
+        return orig_decode(ids, cache, **kw)
 
     inner.prefill, inner.decode = prefill, decode
     prompt = torch.randint(1, 65530, (1, 9), generator=torch.Generator().manual_seed(2))
@@ -113,10 +119,14 @@ def test_generate_uses_compressed_cache(exported: tuple[torch.nn.Module, Path]) 
     assert calls["prefill"] == 1 and calls["decode"] == 5  # one pre-fill, then one decode per new token
     cache = calls["caches"][-1]
     cfg = model.cfg
-    assert type(cache).__name__ == "ModelCache" and cache.key_mode == "compressed"
-    assert cache.keys.shape[-1] == cfg.kv_dim < cfg.n_embd  # c = C/16 numbers per position, not K/V
+    assert type(cache).__name__ == "ModelCache" and cache.mode == mode
     assert cache.n_tokens == 9 + 4 and "finch_c2" in cache.kinds and "gold" in cache.kinds
-    assert all(st.k is None and st.v is None for st in cache.layers)
+    if mode == "compressed":
+        assert cache.keys.shape[-1] == cfg.kv_dim < cfg.n_embd  # c = C/16 numbers per position, not K/V
+        assert all(st.k is None and st.v is None for st in cache.layers)
+    else:  # per-layer k/v of the GOLD layers only
+        assert cache.keys is None
+        assert [st.k is not None for st in cache.layers] == [k == "gold" for k in cache.kinds]
 
 
 def test_beam_search_reorders_our_cache(exported: tuple[torch.nn.Module, Path]) -> None:

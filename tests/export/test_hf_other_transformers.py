@@ -65,5 +65,5 @@ def test_export_under_the_other_transformers(consumer_python: Path, tmp_path: Pa
     assert np.abs(np.load(out / "logits.npy") - ref).max() <= 1e-5
     prompt = ids[:1, :9]
     assert np.array_equal(np.load(out / "greedy.npy"), model.generate(prompt, 6, temperature=0).numpy())
-    assert info["beams_equal_uncached"] and info["tokenizer_round_trip"]
+    assert info["beams_equal_uncached"] and info["tokenizer_round_trip"] and info["padded_batch_equals_alone"]
     assert info["tokenizer_ids"] == tok.encode(SAMPLE_TEXT)

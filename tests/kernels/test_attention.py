@@ -63,3 +63,23 @@ def test_flash_matches_sdpa_gpu(tq: int, tk: int) -> None:
     a = causal_attention(q, k, v, backend="flash")
     b = causal_attention(q, k, v, backend="sdpa")
     assert rel_rms(a.float(), b.float()) < 1e-2
+
+
+@pytest.mark.parametrize("tq,tk", [(12, 12), (1, 20), (5, 20)])
+def test_key_mask_left_padding(tq: int, tk: int) -> None:
+    """key_mask: a row with p padding keys on the left gives, at its real queries, what the unpadded
+    row gives; padding queries stay finite; sdpa == naive; flash/auto fall back to a masked path."""
+    q, k, v = _qkv(2, tq, tk, 3, 16)
+    pad = 4
+    mask = torch.ones(2, tk, dtype=torch.bool)
+    mask[1, :pad] = False
+    ref = causal_attention(q, k, v, backend="naive", key_mask=mask)
+    for backend in ("sdpa", "auto"):
+        assert rel_rms(causal_attention(q, k, v, backend=backend, key_mask=mask), ref) < 1e-5
+    assert torch.isfinite(ref).all()
+    assert torch.equal(ref[0], causal_attention(q[:1], k[:1], v[:1], backend="naive")[0])  # no padding: unchanged
+    real_q = slice(max(pad - (tk - tq), 0), tq)  # the queries of row 1 at real positions
+    alone = causal_attention(q[1:, real_q], k[1:, pad:], v[1:, pad:], backend="naive")
+    assert rel_rms(ref[1:, real_q], alone) < 1e-6
+    with pytest.raises(ValueError, match="key_mask"):
+        causal_attention(q, k, v, key_mask=mask[:, 1:])

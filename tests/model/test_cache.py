@@ -11,10 +11,10 @@ from gf_train.model import build_model
 from gf_train.model.cache import growth_bytes_per_token
 
 
-def _growth(model, dtype_ids=torch.int32, n0: int = 3) -> tuple[int, object]:
+def _growth(model, dtype_ids=torch.int32, n0: int = 3, mode: str = "compressed") -> tuple[int, object]:
     dev = model.emb.weight.device
     ids = torch.zeros(1, n0, dtype=torch.long, device=dev)
-    _, cache = model.prefill(ids, token_dtype=dtype_ids)
+    _, cache = model.prefill(ids, token_dtype=dtype_ids, cache_mode=mode)
     before = cache.nbytes_growing()
     _, cache = model.decode(ids[:, 0], cache)
     return cache.nbytes_growing() - before, cache
@@ -39,23 +39,29 @@ def test_paper_ratio_1p5b_on_meta() -> None:
     assert parts["gold_state"] == 8 * 2 * 2048 * 2
     assert parts["key_cache"] == 4 * 128 * 2 and parts["token_ids"] == 4 * 4
     assert cache.nbytes() == sum(parts.values())
+    # kv mode: 2·C entries per GOLD layer per token (8 of 24 layers: a third of the Llama's K/V)
+    gkv, kv_cache = _growth(gf, mode="kv")
+    assert gkv == 8 * 2 * 2048 * 2 == growth_bytes_per_token(cache.kinds, 2048, 128, 2, 4, "kv") == gl // 3
+    assert kv_cache.nbytes_by_type()["gold_kv"] == 4 * gkv and kv_cache.keys is None
 
 
 @pytest.mark.parametrize("arch", ["goldfinch", "llama", "finch"])
 def test_small_model_growth_matches_formula(arch: str) -> None:
     cfg = tiny_cfg(arch)
     model = random_model(cfg)
-    g, cache = _growth(model, n0=5)
-    assert g == growth_bytes_per_token(cache.kinds, cfg.n_embd, cfg.kv_dim, 4, 4)
-    if arch == "finch":
-        assert g == 0
-    _, c2 = model.prefill(torch.zeros(2, 7, dtype=torch.long), key_mode="decompressed")
+    for mode in ("compressed", "kv"):
+        g, cache = _growth(model, n0=5, mode=mode)
+        assert g == growth_bytes_per_token(cache.kinds, cfg.n_embd, cfg.kv_dim, 4, 4, mode), mode
+        if arch == "finch":
+            assert g == 0
+    _, c2 = model.prefill(torch.zeros(2, 7, dtype=torch.long), cache_mode="kv")
     if arch == "goldfinch":
-        assert c2.keys.shape == (2, 7, cfg.n_embd) and c2.token_ids.dtype == torch.int32
-        assert c2.nbytes_by_type()["key_cache"] == 2 * 7 * cfg.n_embd * 4
+        assert c2.keys is None and c2.token_ids is None
+        assert c2.nbytes_by_type()["gold_kv"] == cfg.n_gold * 2 * 2 * 7 * cfg.n_embd * 4
 
 
 def test_compressed_cache_stores_c_not_kc() -> None:
     cfg = tiny_cfg("goldfinch")
-    _, cache = random_model(cfg).prefill(torch.zeros(2, 9, dtype=torch.long))
+    _, cache = random_model(cfg).prefill(torch.zeros(2, 9, dtype=torch.long), cache_mode="compressed")
     assert cache.keys.shape == (2, 9, cfg.kv_dim) and cache.token_ids.shape == (2, 9)
+    assert all(st.k is None and st.v is None for st in cache.layers)  # nothing per layer

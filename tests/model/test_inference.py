@@ -48,12 +48,13 @@ def test_prefill_decode_chunks_match_forward(arch: str) -> None:
 
 
 @pytest.mark.parametrize("arch", ["goldfinch", "llama"])
-def test_chunk_size_and_key_modes(arch: str) -> None:
+def test_chunk_size_and_cache_modes(arch: str) -> None:
     model = random_model(tiny_cfg(arch))
     ids = _ids(T=17)
     with torch.no_grad():
         full = model(ids)
-    for kw in ({"chunk_size": 4}, {"chunk_size": 1}, {"key_mode": "decompressed"}):
+    for kw in ({"chunk_size": 4}, {"chunk_size": 1}, {"cache_mode": "compressed"},
+               {"cache_mode": "kv", "chunk_size": 5}):
         logits, cache = model.prefill(ids[:, :12], **kw)
         assert rel_err(logits, full[:, 11]) < TOL, kw
         for t in range(12, 17):
@@ -114,13 +115,15 @@ def test_prefill_runs_gold_on_window_only(monkeypatch: pytest.MonkeyPatch) -> No
     gold = model.blocks[model.first_gold_layer].att
     orig = gold.forward
 
-    def spy(x, kc, x_orig, shift, want_state):
-        seen.append((x.shape[1], kc.shape[1]))
-        return orig(x, kc, x_orig, shift, want_state)
+    def spy(x, k, v, shift, want_state, key_mask=None):
+        seen.append((x.shape[1], k.shape[1]))
+        return orig(x, k, v, shift, want_state, key_mask)
 
     monkeypatch.setattr(gold, "forward", spy)
-    model.prefill(_ids(T=40))
-    assert seen == [(2 * model.cfg.n_gold + 1, 40)]
+    for mode in ("compressed", "kv"):
+        seen.clear()
+        model.prefill(_ids(T=40), cache_mode=mode)
+        assert seen == [(2 * model.cfg.n_gold + 1, 40)], mode
 
 
 def test_prefill_validates_inputs() -> None:
@@ -130,8 +133,8 @@ def test_prefill_validates_inputs() -> None:
         model.decode(torch.tensor([1, 2, 3]), cache)
     with pytest.raises(ValueError, match="integer"):
         model.prefill(torch.zeros(2, 3))
-    with pytest.raises(ValueError, match="key_mode"):
-        model.prefill(_ids(), key_mode="fp8")
+    with pytest.raises(ValueError, match="cache_mode"):
+        model.prefill(_ids(), cache_mode="fp8")
 
 
 @pytest.mark.parametrize("arch", ["goldfinch", "finch", "llama"])
