@@ -14,8 +14,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from gf_train.model.generate import generate_texts, report
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter  # `generate --help` shows the defaults
@@ -52,6 +50,7 @@ def read_prompts(prompts: list[str], prompts_file: str | None) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     from gf_train.data.tokenizers import load_tokenizer
     from gf_train.export.load import load_model
+    from gf_train.model.generate import generate_texts, report
     from gf_train.tokenizer_identity import check_prompt_tokenizer
 
     prompts = read_prompts(args.prompt, args.prompts_file)
