@@ -137,7 +137,7 @@ def check_data_tokenizer(model_path: str | Path, data: str | Path) -> None:
 
 
 def check_prompt_tokenizer(model_path: str | Path, spec: str) -> None:
-    """`gf-train generate --tokenizer SPEC`: ValueError when SPEC is not the model's recorded tokenizer."""
+    """`gf-train generate|export --tokenizer SPEC`: ValueError when SPEC is not the model's recorded tokenizer."""
     model_id = of_model(model_path)
     given = of_tokenizer_spec(spec)
     if model_id is not None and not model_id.matches(given):

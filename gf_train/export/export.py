@@ -85,6 +85,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "bf1
                          "is it a gf-train checkpoint?")
     run_cfg = loads(cfg_file.read_text())
     client = read_client_state(step_dir)
+    if tokenizer is not None:  # shipping another tokenizer than the weights were trained with: refused
+        from gf_train.tokenizer_identity import check_prompt_tokenizer
+
+        check_prompt_tokenizer(step_dir, tokenizer)
     state = load_weights(step_dir)
     data, manifest_spec = data_summary(run_cfg)
     tok = None

@@ -50,7 +50,7 @@ def test_golden_catches_lr_change(corpus: Path, tmp_path: Path) -> None:
     assert not mismatches({k: got[k] for k in ("1", "2")}, load_golden())
 
 
-def test_real_model_exact_resume(corpus: Path, tmp_path: Path) -> None:
+def test_real_model_exact_resume(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     over = (*data_overrides(corpus), "log.every_steps=1", "schedule.max_steps=4", "checkpoint.every_steps=null",
             "eval.every_steps=null", "model.n_layer=2", "dist.zero_stage=1")
     a, b = tmp_path / "a", tmp_path / "b"
@@ -63,3 +63,17 @@ def test_real_model_exact_resume(corpus: Path, tmp_path: Path) -> None:
     vocab_hash = json.loads((corpus / "manifest.json").read_text())["tokenizer"]["vocab_hash"]
     for saved in (a / "config.yaml", a / "checkpoints" / "step_00000004" / "config.yaml"):
         assert "tokenizer: rwkv_world" in saved.read_text() and f"vocab_hash: {vocab_hash}" in saved.read_text()
+    # so export refuses to ship another tokenizer with these weights, before any work
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from gf_train.cli import main as cli
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(["gold finch"] * 4, trainers.BpeTrainer(vocab_size=270, special_tokens=["<|endoftext|>"],
+                                                                     initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.save(str(tmp_path / "tokenizer.json"))
+    out = tmp_path / "export"
+    other = str(tmp_path / "tokenizer.json")
+    assert cli(["export", "--checkpoint", str(a), "--out", str(out), "--tokenizer", other]) == 1
+    assert not out.exists() and "trained with rwkv_world" in capsys.readouterr().err
