@@ -100,17 +100,15 @@ def of_model(path: str | Path) -> TokenizerId | None:
     step_dir = _newest_step_dir(folder)
     if step_dir is None:
         return None
-    from gf_train.config import loads
+    from gf_train.checkpoint.state import read_run_config, tokenizer_of
 
-    cfg = loads((step_dir / "config.yaml").read_text())
+    cfg = read_run_config(step_dir)
     own = of_model_config(cfg.model)
     if own is not None:
         return own
-    client = step_dir / "client_state.json"
-    if client.is_file():
-        found = from_dict(json.loads(client.read_text()).get("tokenizer"))
-        if found is not None:
-            return found
+    found = from_dict(tokenizer_of(step_dir))
+    if found is not None:
+        return found
     for stream in cfg.data.train:  # checkpoints written before the config recorded the tokenizer
         try:
             return of_manifest(read_manifest(stream.path))

@@ -43,7 +43,7 @@ def tokenize_main(args: argparse.Namespace) -> int:
     limit_tokenizer_threads()  # --workers 1 tokenizes here: one core, like each pool worker
     run: Any = tokenize_corpus
     if remote.is_remote(args.out):  # build locally, then upload (gf_train.data.remote)
-        run = functools.partial(remote.tokenize_to_remote, stage_dir=args.stage_dir)
+        run = functools.partial(remote.tokenize_to_remote, tokenize_corpus, stage_dir=args.stage_dir)
     try:
         m = run(args.input, args.out, args.tokenizer, args.seq_len, text_field=args.text_field,
                 val_fraction=args.val_fraction, val_docs=args.val_docs, workers=args.workers,

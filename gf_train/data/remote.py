@@ -240,18 +240,19 @@ def upload_dataset(stage: str | os.PathLike[str], uri: str, *, c: Any = None, lo
         f"{time.perf_counter() - t0:.1f} s, {MANIFEST} last")
 
 
-def tokenize_to_remote(inputs: list[str], uri: str, tokenizer: str, seq_len: int, *,
+def tokenize_to_remote(build: Callable[..., dict[str, Any]], inputs: list[str], uri: str, tokenizer: str,
+                       seq_len: int, *,
                        stage_dir: str | os.PathLike[str] | None = None, overwrite: bool = False,
                        log: Callable[[str], Any] = print, **kwargs: Any) -> dict[str, Any]:
     """`tokenize_corpus` into s3://bucket/prefix (see module docstring). Returns the manifest (`status`).
 
     `stage_dir`: local folder for the build (default: the temporary folder); it needs room for the dataset
-    and is emptied afterwards. Other keyword arguments go to `tokenize_corpus`.
+    and is emptied afterwards. `build` is `gf_train.data.tokenize.tokenize_corpus` (passed in: it imports this
+    module's manifest reader); other keyword arguments go to it.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
     from gf_train.data.readers import DataPrepError
-    from gf_train.data.tokenize import tokenize_corpus
 
     try:
         bucket, prefix = split_uri(uri)
@@ -278,7 +279,7 @@ def tokenize_to_remote(inputs: list[str], uri: str, tokenizer: str, seq_len: int
         if manifest is not None:
             (stage / MANIFEST).write_text(manifest, encoding="utf-8")  # tokenize_corpus's rerun check sees it
         try:
-            m = tokenize_corpus(inputs, stage, tokenizer, seq_len, overwrite=overwrite,
+            m = build(inputs, stage, tokenizer, seq_len, overwrite=overwrite,
                                 log=lambda s: log(s.replace(str(stage), uri)), **kwargs)
         except DataPrepError as e:
             raise DataPrepError(str(e).replace(str(stage), uri)) from None

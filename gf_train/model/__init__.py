@@ -18,7 +18,8 @@ import torch
 
 from gf_train.config.model import ModelConfig
 from gf_train.model.cache import LayerState, ModelCache
-from gf_train.model.goldfinch import Block, GoldFinchLM, layer_kinds
+from gf_train.model.common import layer_kinds
+from gf_train.model.goldfinch import Block, GoldFinchLM
 from gf_train.model.init import init_model
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gf_train.config.model import ModelConfig
+
 
 def token_shift(x: Tensor, state: Tensor | None) -> Tensor:
     """Previous-token inputs: x [B, T, C], state [B, C] (x_{-1}; None = zeros) -> [B, T, C]."""
@@ -82,3 +84,10 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     s = sin.view(1, T, 1, N // 2)
     out = torch.stack([x0 * c - x1 * s, x0 * s + x1 * c], dim=-1)
     return out.view(B, T, H, N).to(x.dtype)
+
+
+def layer_kinds(cfg: ModelConfig) -> list[str]:
+    """Time-mix type of every block (the layer plan of §1 / §9)."""
+    base = {"goldfinch": "finch_c2", "finch_c2": "finch_c2", "finch": "finch", "llama": "llama"}[cfg.arch]
+    g = cfg.first_gold_layer
+    return [base if i < g else "gold" for i in range(cfg.n_layer)]

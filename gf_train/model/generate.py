@@ -191,7 +191,7 @@ def cache_bytes_per_token(cfg: object) -> dict[str, int]:
     """Growth of the cache per context token and sequence, per GOLD cache mode and for a Llama of the
     same width and depth (2·L·C entries, spec §10.4), in the model's parameter dtype (fp32 here)."""
     from gf_train.model.cache import growth_bytes_per_token
-    from gf_train.model.goldfinch import layer_kinds
+    from gf_train.model.common import layer_kinds
 
     kinds = layer_kinds(cfg)  # type: ignore[arg-type]
     C, c = cfg.n_embd, cfg.kv_dim  # type: ignore[attr-defined]

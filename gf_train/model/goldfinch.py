@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from gf_train.config.model import ModelConfig
 from gf_train.model.cache import CACHE_MODES, LayerState, ModelCache
 from gf_train.model.channel_mix import ChannelMix
-from gf_train.model.common import fill_padded, rms_norm
+from gf_train.model.common import fill_padded, layer_kinds, rms_norm
 from gf_train.model.finch import FinchTimeMix
 from gf_train.model.finch_c2 import FinchC2TimeMix
 from gf_train.model.gold import GoldKVInputs, GoldTimeMix, gold_kv_inputs
@@ -34,13 +34,6 @@ from gf_train.model.llama import LlamaAttention, LlamaFFN
 from gf_train.model.loss import lm_loss
 
 _TMIX = {"finch_c2": FinchC2TimeMix, "finch": FinchTimeMix, "gold": GoldTimeMix, "llama": LlamaAttention}
-
-
-def layer_kinds(cfg: ModelConfig) -> list[str]:
-    """Time-mix type of every block (the layer plan of §1 / §9)."""
-    base = {"goldfinch": "finch_c2", "finch_c2": "finch_c2", "finch": "finch", "llama": "llama"}[cfg.arch]
-    g = cfg.first_gold_layer
-    return [base if i < g else "gold" for i in range(cfg.n_layer)]
 
 
 class Block(nn.Module):
