@@ -10,14 +10,13 @@ import pytest
 from export_helpers import inputs_for, random_model, tiny_config, unique_dir
 
 from gf_train.cli import main as cli
+from tests._bpe import save_bpe_tokenizer
 
 TEXT = "Two tokenizers map the same text to different ids, so a loss on the wrong ids means nothing. "
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     from gf_train.data.tokenize import tokenize_corpus
     from gf_train.data.tokenizers import load_tokenizer
     from gf_train.export.hf_dir import write_export
@@ -25,12 +24,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tokref")
     docs = root / "docs.jsonl"
     docs.write_text("".join(json.dumps({"text": f"{TEXT * 4} {i}"}) + "\n" for i in range(16)))
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator([TEXT] * 10, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.save(str(root / "tokenizer.json"))
+    save_bpe_tokenizer(root / "tokenizer.json", [TEXT] * 10)
     for name, spec in (("rwkv", "rwkv_world"), ("bpe", str(root / "tokenizer.json"))):
         tokenize_corpus([str(docs)], root / name, spec, 16, val_docs=4, progress=False, log=lambda s: 0)
     model = random_model(tiny_config(ctx_len=16))

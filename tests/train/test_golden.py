@@ -64,16 +64,10 @@ def test_real_model_exact_resume(corpus: Path, tmp_path: Path, capsys: pytest.Ca
     for saved in (a / "config.yaml", a / "checkpoints" / "step_00000004" / "config.yaml"):
         assert "tokenizer: rwkv_world" in saved.read_text() and f"vocab_hash: {vocab_hash}" in saved.read_text()
     # so export refuses to ship another tokenizer with these weights, before any work
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
     from gf_train.cli import main as cli
+    from tests._bpe import save_bpe_tokenizer
 
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.train_from_iterator(["gold finch"] * 4, trainers.BpeTrainer(vocab_size=270, special_tokens=["<|endoftext|>"],
-                                                                     initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    bpe.save(str(tmp_path / "tokenizer.json"))
     out = tmp_path / "export"
-    other = str(tmp_path / "tokenizer.json")
+    other = str(save_bpe_tokenizer(tmp_path / "tokenizer.json", ["gold finch"] * 4, vocab_size=270))
     assert cli(["export", "--checkpoint", str(a), "--out", str(out), "--tokenizer", other]) == 1
     assert not out.exists() and "trained with rwkv_world" in capsys.readouterr().err

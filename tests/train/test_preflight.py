@@ -23,19 +23,13 @@ TEXT = ("Validation data must be honest about what it measures. The quick brown 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """rwkv_world at seq_len 64 and 32, and a 300-entry BPE tokenizer at seq_len 64."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     from gf_train.data.tokenize import tokenize_corpus
+    from tests._bpe import save_bpe_tokenizer
 
     root = tmp_path_factory.mktemp("preflight")
     docs = root / "docs.jsonl"
     docs.write_text("".join(json.dumps({"text": f"{TEXT * 3} document {i}."}) + "\n" for i in range(60)))
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator([TEXT] * 20, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.save(str(root / "tokenizer.json"))
+    save_bpe_tokenizer(root / "tokenizer.json", [TEXT] * 20)
     out = {}
     for name, spec, seq in (("rwkv", "rwkv_world", 64), ("rwkv32", "rwkv_world", 32),
                             ("bpe", str(root / "tokenizer.json"), 64)):
