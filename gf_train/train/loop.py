@@ -1,28 +1,26 @@
 """The training loop: `train(cfg, run_dir, ...) -> exit code`. The heart of `gf-train train`.
 
-Owner: `gf_train.train`. One optimizer step = `grad_accum` micro-batches per rank (from `derive`). At
-every step boundary the ranks do one small all-reduce of [loss sum, non-finite count, step-not-applied,
-preemption flag, time-based-save flag]: this gives the logged mean loss and makes every rank take the
-same decision (skip accounting, checkpoint, exit). Step numbers in logs and checkpoint names count
-completed optimizer steps (`step_00000020` = 20 steps done; the first metrics line has step 1).
-Before any work, `preflight` checks the data against the config (paths, vocab, seq_len, tokenizer).
-Training rows log `loss` (the step's mean loss) and `loss_avg` (the mean over the logging interval);
-validation is `gf_train.evaluate` on a set chosen once (`eval.max_tokens`, `dist.seed`).
+Owner: `gf_train.train`. `train` builds the trainer (engine, data, resume) and runs steps until the run
+ends. Each optimizer step is `gf_train.train.step.train_step`: `grad_accum` micro-batches per rank (from
+`derive`) and one all-reduce that every rank agrees on (a `StepResult`: mean loss, skipped update,
+preemption, timed-save vote). After each step the loop logs a metrics row, asks the `SavePolicy` whether
+to save (and why), validates, and exits on preemption, `--stop-at-step` or too many skipped steps in a row.
+Step numbers in logs and checkpoint names count completed optimizer steps (`step_00000020` = 20 steps
+done; the first metrics line has step 1). Before any work, `preflight` checks the data against the config
+(paths, vocab, seq_len, tokenizer). Training rows log `loss` (the step's mean loss) and `loss_avg` (the mean
+over the logging interval); validation is `gf_train.evaluate` on a set chosen once (`eval.max_tokens`,
+`dist.seed`).
 
 `model_factory` / `loader_factory` / `flops_fn` default to `gf_train.model` / `gf_train.data`; tests
-inject small stand-ins. Testing hooks (environment): GF_TRAIN_FAULT_NAN_STEPS="5,6" makes the loss of
-those 0-based steps NaN on rank 0; GF_TRAIN_FAULT_SAVE_SLEEP=seconds sleeps inside every checkpoint
-save before `COMPLETE` is written (kill -9 tests); GF_TRAIN_FAULT_SIGNAL_STEP=N (+ GF_TRAIN_FAULT_SIGNAL_RANK,
-default 0) makes that rank send itself SIGUSR1 during 0-based step N (preemption tests).
+inject small stand-ins. The testing hooks (GF_TRAIN_FAULT_* environment variables) are
+`gf_train.train.faults`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,17 +39,17 @@ from gf_train.distributed.engine import (
     device_for,
     ds_config,
     engine_optimizer_groups,
-    global_grad_norm_stage0,
     init_distributed,
     shutdown,
-    zero_nonfinite_grads_stage0,
 )
 from gf_train.distributed.info import DistInfo, read_dist_info
 from gf_train.evaluate import EvalSet, LossTally, choose_samples, eval_result, loss_tally
-from gf_train.train import resume as rs
+from gf_train.train import resume
+from gf_train.train.faults import FaultInjector
 from gf_train.train.metrics import MetricsSink, StepTimer, memory_gb, mfu, peak_tflops
 from gf_train.train.optim import describe, param_groups, strip_names
 from gf_train.train.preflight import preflight
+from gf_train.train.save_policy import SavePolicy, SaveReason
 from gf_train.train.schedule import schedule_fn
 from gf_train.train.signals import (
     EXIT_NONFINITE,
@@ -61,6 +59,7 @@ from gf_train.train.signals import (
     EXIT_USER_ERROR,
     PreemptionFlag,
 )
+from gf_train.train.step import StepResult, StepShape, train_step
 from gf_train.train.wandb_sink import check_available as check_wandb
 
 ModelFactory = Callable[[Any], torch.nn.Module]
@@ -119,18 +118,6 @@ def _batches(loader: Iterable[Any]) -> Iterator[Any]:
                              "smaller than one global batch?)")
 
 
-def _fault_steps() -> set[int]:
-    raw = os.environ.get("GF_TRAIN_FAULT_NAN_STEPS", "")
-    return {int(x) for x in raw.split(",") if x.strip()}
-
-
-def _self_signal_step(rank: int) -> int | None:
-    raw = os.environ.get("GF_TRAIN_FAULT_SIGNAL_STEP")
-    if not raw or int(os.environ.get("GF_TRAIN_FAULT_SIGNAL_RANK", "0")) != rank:
-        return None
-    return int(raw)
-
-
 def _write_exit_status(run_dir: Path, info: DistInfo, code: int, reason: str, step: int) -> None:
     """rank 0: exit_status.json {exit_code, reason, step}. Reasons: finished, stop_at_step, preempted, nonfinite,
     checkpoint_save_failed (step: the save that failed), no_intact_checkpoint (every checkpoint damaged)."""
@@ -153,18 +140,20 @@ def train(cfg: RunConfig, run_dir: Path, *, stop_at_step: int | None = None, res
         # loaders bring their own data); fills model.tokenizer/vocab_hash, which config.yaml then records
         preflight(cfg, run_dir, resume_from=resume_from, init_from=init_from)
     run_dir.mkdir(parents=True, exist_ok=True)
+    faults = FaultInjector.from_env(info.rank)  # the testing hooks, read once (bad values fail here)
     flag = PreemptionFlag().install()  # before any DataLoader worker is forked
     device = device_for(info)
     init_distributed(info, device, cfg.dist.backend, cfg.dist.timeout_minutes)
     try:
-        return _Trainer(cfg, run_dir, info, derived, device, flag, model_factory or _default_model_factory,
-                        loader_factory or _default_loader_factory, flops_fn or _default_flops
-                        ).run(stop_at_step, resume_from, init_from)
-    except rs.SaveFailed as e:  # raised on every rank, after they agreed
+        saves = SavePolicy.for_run(cfg, derived.max_steps, stop_at_step, info.is_main)
+        return _Trainer(cfg, run_dir, info, derived, device, flag, faults, saves,
+                        model_factory or _default_model_factory, loader_factory or _default_loader_factory,
+                        flops_fn or _default_flops).run(resume_from, init_from)
+    except resume.SaveFailed as e:  # raised on every rank, after they agreed
         print(f"gf-train: error: {e}", file=sys.stderr, flush=True)
         _write_exit_status(run_dir, info, EXIT_SAVE_FAILED, "checkpoint_save_failed", e.step)
         return EXIT_SAVE_FAILED
-    except rs.NoLoadableCheckpoint:
+    except resume.NoLoadableCheckpoint:
         _write_exit_status(run_dir, info, EXIT_USER_ERROR, "no_intact_checkpoint", 0)
         raise  # the CLI prints the one line and exits 1
     finally:
@@ -174,14 +163,15 @@ def train(cfg: RunConfig, run_dir: Path, *, stop_at_step: int | None = None, res
 
 class _Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, info: DistInfo, derived: Any, device: torch.device,
-                 flag: PreemptionFlag, model_factory: ModelFactory, loader_factory: LoaderFactory,
-                 flops_fn: Callable[[Any], float | None]) -> None:
+                 flag: PreemptionFlag, faults: FaultInjector, saves: SavePolicy, model_factory: ModelFactory,
+                 loader_factory: LoaderFactory, flops_fn: Callable[[Any], float | None]) -> None:
         self.cfg, self.run_dir, self.info, self.derived, self.device = cfg, run_dir, info, derived, device
-        self.flag, self.model_factory, self.loader_factory, self.flops_fn = flag, model_factory, loader_factory, \
-            flops_fn
-        self.step = 0
+        self.flag, self.faults, self.saves = flag, faults, saves
+        self.model_factory, self.loader_factory, self.flops_fn = model_factory, loader_factory, flops_fn
+        self.step = 0  # completed optimizer steps
         self.tokens = 0
-        self.skipped = 0
+        self.skipped = 0  # steps whose update was skipped (non-finite loss or gradient), in total
+        self.bad_in_row = 0  # ... in a row, up to the last step
         self.sink: MetricsSink | None = None
         self._val: tuple[Any, EvalSet, list[dict[str, Any]]] | None = None
 
@@ -193,12 +183,12 @@ class _Trainer:
                 print(text, file=sys.stderr, flush=True)
 
     # ---- set-up ----
-    def _build(self, resume_from: Path | None, init_from: Path | None) -> rs.ResumePlan | None:
+    def _build(self, resume_from: Path | None, init_from: Path | None) -> resume.ResumePlan | None:
         """Choose the checkpoint (falling back past damaged ones), build model + engine, load it."""
         cfg, info = self.cfg, self.info
         while True:
-            step_dir, explicit = rs.choose(cfg, self.run_dir, resume_from, info, self.log)
-            plan = rs.plan_resume(cfg, step_dir, info.world_size, explicit)
+            step_dir, explicit = resume.choose(cfg, self.run_dir, resume_from, info, self.log)
+            plan = resume.plan_resume(cfg, step_dir, info.world_size, explicit)
             if plan is not None:
                 self.log(f"resuming from {plan.step_dir} (step {plan.client['step']}, saved on "
                          f"{plan.client['world_size']} ranks)")
@@ -206,19 +196,19 @@ class _Trainer:
                     self.log(f"  config change vs checkpoint: {c}")
                 if plan.universal:
                     self.log("  world size changed: loading through DeepSpeed universal checkpointing")
-                    rs.prepare_universal(plan, info)
+                    resume.prepare_universal(plan, info)
             self._build_engine(plan, init_from)
             if plan is None:
                 return None
             try:
-                self.rank_state = rs.load(self.engine, plan, info)
+                self.rank_state = resume.load(self.engine, plan, info)
                 return plan
-            except rs.LoadFailed as e:
+            except resume.LoadFailed as e:
                 if plan.explicit:
                     raise ValueError(f"--resume-from {plan.step_dir} does not load: {e}") from None
-                rs.move_to_corrupt(plan.step_dir, info, f"loading failed: {e}", self.log)
+                resume.move_to_corrupt(plan.step_dir, info, f"loading failed: {e}", self.log)
 
-    def _build_engine(self, plan: rs.ResumePlan | None, init_from: Path | None) -> None:
+    def _build_engine(self, plan: resume.ResumePlan | None, init_from: Path | None) -> None:
         cfg, info = self.cfg, self.info
         _seed_all(cfg.dist.seed)  # identical model init on every rank
         model = self.model_factory(cfg.model)
@@ -226,7 +216,7 @@ class _Trainer:
             if plan is not None:
                 self.log(f"--init-from {init_from} ignored: resuming the run's own checkpoint instead")
             else:
-                for m in rs.warm_start(model, Path(init_from), cfg.model, cfg.checkpoint.verify_checksums):
+                for m in resume.warm_start(model, Path(init_from), cfg.model, cfg.checkpoint.verify_checksums):
                     self.log(m)
         model = model.to(self.device)
         self.n_params = sum(p.numel() for p in model.parameters())
@@ -259,13 +249,13 @@ class _Trainer:
     # ---- checkpoints, eval ----
     def save(self, loader: Any) -> Path:
         data_state = loader.state_dict() if hasattr(loader, "state_dict") else None
-        client = rs.client_state(self.cfg, self.info, self.step, self.tokens, self.skipped,
-                                 {"tokenizer": self.tokenizer, "param_names": self.param_names})
-        path = rs.save(self.engine, self.info, self.cfg, self.run_dir, self.step, client,
-                       {"rng": capture_rng(), "data": data_state},
-                       self.cfg.checkpoint.keep_last, float(os.environ.get("GF_TRAIN_FAULT_SAVE_SLEEP", "0") or 0))
+        client = resume.client_state(self.cfg, self.info, self.step, self.tokens, self.skipped,
+                                     {"tokenizer": self.tokenizer, "param_names": self.param_names})
+        path = resume.save(self.engine, self.info, self.cfg, self.run_dir, self.step, client,
+                           {"rng": capture_rng(), "data": data_state},
+                           self.cfg.checkpoint.keep_last, self.faults.save_sleep_s)
         self.log(f"checkpoint {path}")
-        self.last_save = time.monotonic()
+        self.saves.restart_clock()
         return path
 
     def evaluate(self) -> None:
@@ -288,9 +278,9 @@ class _Trainer:
                        "val_samples": r.samples, "val_split_samples": eval_set.total})
 
     # ---- the loop ----
-    def run(self, stop_at_step: int | None, resume_from: Path | None, init_from: Path | None) -> int:
+    def run(self, resume_from: Path | None, init_from: Path | None) -> int:
         cfg, info, d = self.cfg, self.info, self.derived
-        self.tokenizer = rs.tokenizer_identity(cfg)
+        self.tokenizer = resume.tokenizer_identity(cfg)
         self.rank_state: dict[str, Any] | None = None
         plan = self._build(resume_from, init_from)
         rank_state = self.rank_state
@@ -301,120 +291,117 @@ class _Trainer:
             (self.run_dir / "config.yaml").write_text(dump(cfg))
         loader = self.loader_factory(cfg, "train", d, info)
         if plan is not None:
-            state = rs.data_state_for(plan, rank_state)
+            state = resume.data_state_for(plan, rank_state)
             if state is not None and hasattr(loader, "load_state_dict"):
                 loader.load_state_dict(state)
         self.sink = self._sink(self.step)
         try:
-            return self._loop(loader, stop_at_step)
+            return self._loop(loader)
         finally:
             self.sink.close()
 
-    def _loop(self, loader: Any, stop_at_step: int | None) -> int:
+    def _loop(self, loader: Any) -> int:
+        """Optimizer steps until `max_steps`, `--stop-at-step`, preemption or too many bad steps in a row."""
         cfg, info, d = self.cfg, self.info, self.derived
-        lr_fn = schedule_fn(cfg.optim, cfg.schedule, d.max_steps)
-        fpt = self.flops_fn(cfg.model)
-        dev_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
-        peak = peak_tflops(dev_name, cfg.dist.precision, cfg.log.peak_tflops)
-        fault = _fault_steps()
-        signal_step = _self_signal_step(info.rank)
-        stage0_fp32 = cfg.dist.zero_stage == 0 and cfg.dist.precision == "fp32"
-        batches = _batches(loader)
-        grad_norm_stage0: float | None = None
-        interval_sum, interval_n = 0.0, 0  # finite step losses since the last logged row (for loss_avg)
-        timer, bad_in_row, t_start = StepTimer(), 0, time.monotonic()
-        self.last_save = time.monotonic()
-        assert self.sink is not None
-        if stop_at_step is not None and self.step >= stop_at_step:
-            self.log(f"already at step {self.step} >= --stop-at-step {stop_at_step}: nothing to do")
+        self.saves.restart_clock()  # timed saves count from the first step
+        if self.saves.stops_at(self.step):
+            self.log(f"already at step {self.step} >= --stop-at-step {self.saves.stop_at_step}: nothing to do")
             return EXIT_OK
+        lr_at = schedule_fn(cfg.optim, cfg.schedule, d.max_steps)
+        shape = StepShape(grad_accum=d.grad_accum, world_size=info.world_size, tokens_per_step=d.tokens_per_step,
+                          zero_stage=cfg.dist.zero_stage, precision=cfg.dist.precision)
+        rows = _StepRows(self, cfg.log.every_steps)
+        batches = _batches(loader)
         while self.step < d.max_steps:
-            lr = lr_fn(self.step)
-            for g in engine_optimizer_groups(self.engine):  # fresh: a checkpoint load replaces the dicts
-                g["lr"] = lr * g.get("lr_scale", 1.0)
-            t0, wait = time.perf_counter(), 0.0
-            loss_sum, nonfinite = torch.zeros((), dtype=torch.float64), 0
-            for micro in range(d.grad_accum):
-                tw = time.perf_counter()
-                x, y = next(batches)
-                wait += time.perf_counter() - tw
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                loss = self.engine(x, y)
-                if self.step in fault and info.is_main:
-                    loss = loss * float("nan")
-                lv = loss.detach().double().cpu()
-                nonfinite += int(not torch.isfinite(lv))
-                loss_sum += lv
-                self.engine.backward(loss)
-                if self.step == signal_step and micro == 0:
-                    os.kill(os.getpid(), signal.SIGUSR1)
-                if stage0_fp32 and micro == d.grad_accum - 1:
-                    zero_nonfinite_grads_stage0(self.engine)
-                if cfg.dist.zero_stage == 0 and micro == d.grad_accum - 1:
-                    grad_norm_stage0 = global_grad_norm_stage0(self.engine)  # DeepSpeed keeps none at stage 0
-                self.engine.step()
-            not_applied = 0 if self.engine.was_step_applied() else 1
-            due = cfg.checkpoint.every_minutes is not None and \
-                time.monotonic() - self.last_save >= 60 * cfg.checkpoint.every_minutes
-            vec = all_reduce_sum(torch.tensor([float(loss_sum), nonfinite, not_applied, float(self.flag.is_set),
-                                                   float(due and info.is_main)], dtype=torch.float64))
+            lr = self._set_lr(lr_at(self.step))
+            result = train_step(self.engine, batches, self.step, shape, self.device, self.faults,
+                                preempted=lambda: self.flag.is_set, timed_save_due=self.saves.timed_save_due)
             self.step += 1
-            self.tokens += d.tokens_per_step
-            loss_mean = float(vec[0]) / (info.world_size * d.grad_accum)
-            skipped = vec[1] > 0 or vec[2] > 0
-            if skipped:
-                self.skipped += 1
-                bad_in_row += 1
-            else:
-                bad_in_row = 0
-            step_time = time.perf_counter() - t0
-            timer.add(step_time, wait)
-            if math.isfinite(loss_mean):
-                interval_sum, interval_n = interval_sum + loss_mean, interval_n + 1
-            if self.step % cfg.log.every_steps == 0 or self.step == d.max_steps or self.step == 1 or skipped:
-                gn = grad_norm_stage0 if cfg.dist.zero_stage == 0 else self.engine.get_global_grad_norm()
-                w = timer.window(d.tokens_per_step, info.world_size)
-                # loss: this step's mean loss (exact, what resume/golden tests compare); loss_avg: the mean of
-                # the finite step losses since the last row (what the console line and the plot show)
-                row = {"step": self.step, "loss_avg": interval_sum / interval_n if interval_n else None,
-                       "loss": loss_mean, "lr": lr,
-                       "grad_norm": None if gn is None else float(gn), "tokens": self.tokens, **w,
-                       "mfu": mfu(fpt, w["tokens_per_s_per_device"], peak) if fpt else None,
-                       "mem_gb": memory_gb(self.device.type), "skipped_steps": self.skipped,
-                       "elapsed_s": time.monotonic() - t_start}
-                self.sink.log(row)
-                timer.reset()
-                interval_sum, interval_n = 0.0, 0
-            self.sink.progress(self.step, loss_mean if math.isfinite(loss_mean) else None)
-            if skipped:
-                self.log(f"step {self.step}: non-finite loss or gradient, update skipped "
-                         f"({bad_in_row} in a row, {self.skipped} in total)")
-            if bad_in_row >= cfg.optim.max_nonfinite_in_row:
-                self.save(loader)
-                msg = (f"stopping: {bad_in_row} steps in a row had a non-finite loss or gradient. The checkpoint "
-                       f"at step {self.step} holds the last good weights. Lower optim.lr, raise optim.eps or check "
-                       f"the data, then rerun (it resumes there)")
-                self.log(msg)
-                _write_exit_status(self.run_dir, info, EXIT_NONFINITE, "nonfinite", self.step)
-                return EXIT_NONFINITE
-            ev = cfg.eval.every_steps
-            if cfg.data.val and ((ev and self.step % ev == 0) or self.step == d.max_steps):
-                self.evaluate()
-            if vec[3] > 0:
-                self.save(loader)
-                self.log(f"preempted ({self.flag.describe()}): checkpoint written at step {self.step}; "
-                         f"exiting with {EXIT_REQUEUE} (requeue me)")
-                _write_exit_status(self.run_dir, info, EXIT_REQUEUE, "preempted", self.step)
-                return EXIT_REQUEUE
-            every = cfg.checkpoint.every_steps
-            at_end = self.step == d.max_steps and cfg.checkpoint.save_final
-            at_stop = stop_at_step is not None and self.step >= stop_at_step
-            if at_end or at_stop or (every and self.step % every == 0) or vec[4] > 0:
-                self.save(loader)
-            if at_stop and self.step < d.max_steps:
-                self.log(f"stopped at step {self.step} (--stop-at-step)")
-                _write_exit_status(self.run_dir, info, EXIT_OK, "stop_at_step", self.step)
-                return EXIT_OK
+            self.tokens += result.tokens
+            self.bad_in_row = self.bad_in_row + 1 if result.skipped else 0
+            self.skipped += int(result.skipped)
+            rows.add(result, lr)
+            exit_code = self._after_step(result, loader)
+            if exit_code is not None:
+                return exit_code
         _write_exit_status(self.run_dir, info, EXIT_OK, "finished", self.step)
         self.log(f"finished: {self.step} steps, {self.tokens:,} tokens")
         return EXIT_OK
+
+    def _set_lr(self, lr: float) -> float:
+        for g in engine_optimizer_groups(self.engine):  # fresh: a checkpoint load replaces the dicts
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        return lr
+
+    def _after_step(self, result: StepResult, loader: Any) -> int | None:
+        """Skip message, validation, checkpoint; the exit code when the run stops here, else None."""
+        cfg, info = self.cfg, self.info
+        if result.skipped:
+            self.log(f"step {self.step}: non-finite loss or gradient, update skipped "
+                     f"({self.bad_in_row} in a row, {self.skipped} in total)")
+        reason = self.saves.reason(self.step, nonfinite_stop=self.bad_in_row >= cfg.optim.max_nonfinite_in_row,
+                                   preempted=result.preempted, timed_save_due=result.timed_save_due)
+        if reason is SaveReason.NONFINITE:  # before validation: the weights are not worth evaluating
+            self.save(loader)
+            self.log(f"stopping: {self.bad_in_row} steps in a row had a non-finite loss or gradient. The "
+                     f"checkpoint at step {self.step} holds the last good weights. Lower optim.lr, raise optim.eps "
+                     f"or check the data, then rerun (it resumes there)")
+            _write_exit_status(self.run_dir, info, EXIT_NONFINITE, "nonfinite", self.step)
+            return EXIT_NONFINITE
+        if self._validation_due():
+            self.evaluate()
+        if reason is not None:
+            self.save(loader)
+        if reason is SaveReason.PREEMPTED:
+            self.log(f"preempted ({self.flag.describe()}): checkpoint written at step {self.step}; "
+                     f"exiting with {EXIT_REQUEUE} (requeue me)")
+            _write_exit_status(self.run_dir, info, EXIT_REQUEUE, "preempted", self.step)
+            return EXIT_REQUEUE
+        if self.saves.stops_at(self.step) and self.step < self.derived.max_steps:
+            self.log(f"stopped at step {self.step} (--stop-at-step)")
+            _write_exit_status(self.run_dir, info, EXIT_OK, "stop_at_step", self.step)
+            return EXIT_OK
+        return None
+
+    def _validation_due(self) -> bool:
+        every = self.cfg.eval.every_steps
+        return bool(self.cfg.data.val) and (bool(every and self.step % every == 0)
+                                            or self.step == self.derived.max_steps)
+
+
+class _StepRows:
+    """The metrics rows of training steps: one every `log.every_steps`, at step 1, at the last step and at
+    every skipped step; `loss` is the step's mean loss (exact: what resume and golden tests compare),
+    `loss_avg` the mean of the finite step losses since the last row (what the console and plot show)."""
+
+    def __init__(self, trainer: _Trainer, every_steps: int) -> None:
+        cfg, device = trainer.cfg, trainer.device
+        self.trainer, self.every_steps = trainer, every_steps
+        self.flops_per_token = trainer.flops_fn(cfg.model)
+        device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        self.peak = peak_tflops(device_name, cfg.dist.precision, cfg.log.peak_tflops)
+        self.timer, self.t_start = StepTimer(), time.monotonic()
+        self.loss_sum, self.loss_count = 0.0, 0  # finite step losses since the last row
+
+    def add(self, result: StepResult, lr: float) -> None:
+        t, d = self.trainer, self.trainer.derived
+        assert t.sink is not None
+        self.timer.add(result.seconds, result.data_wait_s)
+        finite = math.isfinite(result.loss)
+        if finite:
+            self.loss_sum, self.loss_count = self.loss_sum + result.loss, self.loss_count + 1
+        if t.step % self.every_steps == 0 or t.step == d.max_steps or t.step == 1 or result.skipped:
+            t.sink.log(self._row(result, lr))
+            self.timer.reset()
+            self.loss_sum, self.loss_count = 0.0, 0
+        t.sink.progress(t.step, result.loss if finite else None)
+
+    def _row(self, result: StepResult, lr: float) -> dict[str, Any]:
+        t = self.trainer
+        window = self.timer.window(t.derived.tokens_per_step, t.info.world_size)
+        return {"step": t.step, "loss_avg": self.loss_sum / self.loss_count if self.loss_count else None,
+                "loss": result.loss, "lr": lr, "grad_norm": result.grad_norm, "tokens": t.tokens, **window,
+                "mfu": mfu(self.flops_per_token, window["tokens_per_s_per_device"], self.peak)
+                if self.flops_per_token else None,
+                "mem_gb": memory_gb(t.device.type), "skipped_steps": t.skipped,
+                "elapsed_s": time.monotonic() - self.t_start}
