@@ -90,8 +90,8 @@ def build_corpus(out: Path, max_bytes: int, doc_bytes: int = 3000) -> dict[str, 
     """pydoc plain-text help of the stdlib modules, cut at blank lines into documents of ~doc_bytes, rendered in
     a fresh interpreter: pydoc shows state that earlier code in a process changes (reading a class's
     `__annotations__` creates it), so only a fresh process gives the same bytes on every run."""
-    code = ("import json, sys; from gf_train.quickstart import _render_corpus as r; "
-            "print(json.dumps(r(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))")
+    code = ("import json, sys; from gf_train.quickstart import _render_corpus; "
+            "print(json.dumps(_render_corpus(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))")
     res = subprocess.run([sys.executable, "-c", code, str(out), str(max_bytes), str(doc_bytes)], env=child_env(out),
                          capture_output=True, text=True)
     if res.returncode:

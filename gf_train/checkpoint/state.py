@@ -28,13 +28,13 @@ NON_ARCH_MODEL_FIELDS = frozenset({"wkv_backend", "attn_backend", "grad_cp", "ct
 
 
 def package_versions() -> dict[str, str]:
-    import importlib.metadata as md
+    import importlib.metadata
 
     out = {"python": sys.version.split()[0]}
     for pkg in ("gf-train", "torch", "deepspeed", "numpy", "mosaicml-streaming", "triton"):
         try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
             continue
     return out
 

@@ -98,7 +98,7 @@ class RwkvWorldTokenizer(Tokenizer):
 
 class HFTokenizer(Tokenizer):
     def __init__(self, spec: str, eos: int | str | None = None) -> None:
-        from tokenizers import Tokenizer as _HF
+        from tokenizers import Tokenizer as HFTokenizer
 
         path = Path(spec).expanduser()
         config_eos: str | None = None
@@ -108,12 +108,12 @@ class HFTokenizer(Tokenizer):
                 raw = json.loads(cfg.read_text(encoding="utf-8")).get("eos_token")
                 config_eos = raw.get("content") if isinstance(raw, dict) else raw
             if (path / "tokenizer.json").is_file():
-                self._tok = _HF.from_file(str(path / "tokenizer.json"))
+                self._tok = HFTokenizer.from_file(str(path / "tokenizer.json"))
             else:
                 self._tok = _from_transformers(path)
         else:
             try:
-                self._tok = _HF.from_file(str(path))
+                self._tok = HFTokenizer.from_file(str(path))
             except Exception as e:  # tokenizers raises its own Exception type with the serde message
                 raise ValueError(f"tokenizer file {path} is not a valid tokenizer.json: {e}") from e
         self.name, self.spec = f"hf:{path.name}", str(path)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from gf_train.config import Derived, RunConfig
 from gf_train.distributed.info import DistInfo
@@ -152,56 +153,46 @@ def global_grad_norm_stage0(engine: Any) -> float:
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     """Sum a small float64/float32 CPU tensor over all ranks (moved to the comm device and back)."""
-    import torch.distributed as tdist
-
-    if not tdist.is_initialized() or tdist.get_world_size() == 1:
+    if not dist.is_initialized() or dist.get_world_size() == 1:
         return values
-    dev = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else torch.device("cpu")
+    dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
     t = values.to(dev)
-    tdist.all_reduce(t)
+    dist.all_reduce(t)
     return t.cpu()
 
 
 def barrier() -> None:
-    import torch.distributed as tdist
-
-    if tdist.is_initialized() and tdist.get_world_size() > 1:
-        if tdist.get_backend() == "nccl":
-            tdist.barrier(device_ids=[torch.cuda.current_device()])
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
         else:
-            tdist.barrier()
+            dist.barrier()
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
-    import torch.distributed as tdist
-
-    if not tdist.is_initialized() or tdist.get_world_size() == 1:
+    if not dist.is_initialized() or dist.get_world_size() == 1:
         return obj
     box = [obj]
-    tdist.broadcast_object_list(box, src=src)
+    dist.broadcast_object_list(box, src=src)
     return box[0]
 
 
 def all_gather_object(obj: Any) -> list[Any]:
     """Every rank's `obj`, in rank order (a one-element list without a process group)."""
-    import torch.distributed as tdist
-
-    if not tdist.is_initialized() or tdist.get_world_size() == 1:
+    if not dist.is_initialized() or dist.get_world_size() == 1:
         return [obj]
-    out: list[Any] = [None] * tdist.get_world_size()
-    tdist.all_gather_object(out, obj)
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
     return out
 
 
 def shutdown() -> None:
     """Barrier, then destroy the process group (the barrier avoids a rare gloo teardown abort)."""
-    import torch.distributed as tdist
-
-    if tdist.is_initialized():
+    if dist.is_initialized():
         try:
             barrier()
         finally:
-            tdist.destroy_process_group()
+            dist.destroy_process_group()
 
 
 # ---- engine checkpoint I/O ----

@@ -135,12 +135,12 @@ def train(cfg: RunConfig, run_dir: Path, *, stop_at_step: int | None = None, res
     if info.is_main:  # once per run, before any work: settings that would silently do nothing
         warn_ineffective_settings(cfg, info.world_size)
     check_wandb(cfg.log.wandb)
+    faults = FaultInjector.from_env(info.rank)  # the testing hooks, read once (bad values fail here)
     run_dir = Path(run_dir)
     if loader_factory is None:  # the real data: every check its manifests allow, before any work (injected
         # loaders bring their own data); fills model.tokenizer/vocab_hash, which config.yaml then records
         preflight(cfg, run_dir, resume_from=resume_from, init_from=init_from)
     run_dir.mkdir(parents=True, exist_ok=True)
-    faults = FaultInjector.from_env(info.rank)  # the testing hooks, read once (bad values fail here)
     flag = PreemptionFlag().install()  # before any DataLoader worker is forked
     device = device_for(info)
     init_distributed(info, device, cfg.dist.backend, cfg.dist.timeout_minutes)
@@ -162,6 +162,8 @@ def train(cfg: RunConfig, run_dir: Path, *, stop_at_step: int | None = None, res
 
 
 class _Trainer:
+    """One run on this rank: builds the engine (resuming when there is a checkpoint), then `_loop`."""
+
     def __init__(self, cfg: RunConfig, run_dir: Path, info: DistInfo, derived: Any, device: torch.device,
                  flag: PreemptionFlag, faults: FaultInjector, saves: SavePolicy, model_factory: ModelFactory,
                  loader_factory: LoaderFactory, flops_fn: Callable[[Any], float | None]) -> None:

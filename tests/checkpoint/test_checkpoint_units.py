@@ -16,7 +16,7 @@ from gf_train.checkpoint.resolve import candidates, locate, resolve
 from gf_train.config import RunConfig
 from gf_train.config.model import ModelConfig
 from gf_train.distributed.info import DistInfo
-from gf_train.train import resume as rs
+from gf_train.train import resume
 
 SOLO = DistInfo(rank=0, world_size=1, local_rank=0, local_world_size=1, master_addr="127.0.0.1", master_port=0,
                 launcher="single")
@@ -168,21 +168,21 @@ def test_choose_falls_back_and_moves_damaged_aside(tmp_path: Path) -> None:
     _ckpt(root, 12, complete=False)
     bad.joinpath("rank_00000.json").write_text("{}")  # another size than recorded
     logs: list[str] = []
-    chosen, explicit = rs.choose(_cfg(), run, None, SOLO, logs.append)
+    chosen, explicit = resume.choose(_cfg(), run, None, SOLO, logs.append)
     assert chosen == good and not explicit
     assert (root / "corrupt" / "step_00000008").is_dir() and not bad.exists()
     assert any("step_00000008 is damaged" in m and "rank_00000.json" in m for m in logs), logs
     assert any("step_00000012 is newer but incomplete" in m for m in logs), logs
     # nothing intact: one error naming what was tried
     _flip(good / "ds" / "zero_pp_rank_0_optim_states.pt")
-    with pytest.raises(rs.NoLoadableCheckpoint, match="tried step_00000004"):
-        rs.choose(_cfg(), run, None, SOLO, logs.append)
+    with pytest.raises(resume.NoLoadableCheckpoint, match="tried step_00000004"):
+        resume.choose(_cfg(), run, None, SOLO, logs.append)
     assert sorted(p.name for p in (root / "corrupt").iterdir()) == ["step_00000004", "step_00000008"]
     # checksums off: the flipped byte is not seen (sizes only)
     (root / "corrupt" / "step_00000004").rename(root / "step_00000004")
     cfg = _cfg()
     cfg.checkpoint.verify_checksums = False
-    assert rs.choose(cfg, run, None, SOLO, logs.append)[0] == root / "step_00000004"
+    assert resume.choose(cfg, run, None, SOLO, logs.append)[0] == root / "step_00000004"
 
 
 def test_choose_resume_from_older_starts_a_new_timeline(tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_choose_resume_from_older_starts_a_new_timeline(tmp_path: Path) -> None:
     for s in (2, 4, 6):
         _ckpt(root, s)
     logs: list[str] = []
-    chosen, explicit = rs.choose(_cfg(), run, root / "step_00000002", SOLO, logs.append)
+    chosen, explicit = resume.choose(_cfg(), run, root / "step_00000002", SOLO, logs.append)
     assert chosen == root / "step_00000002" and explicit
     assert [s for s, _ in layout.list_checkpoints(root)] == [2]
     abandoned = list((root / "abandoned").iterdir())
@@ -201,7 +201,7 @@ def test_choose_resume_from_older_starts_a_new_timeline(tmp_path: Path) -> None:
     # a damaged explicit target is an error, not a fallback
     _flip(root / "step_00000002" / "ds" / "zero_pp_rank_0_optim_states.pt")
     with pytest.raises(ValueError, match="--resume-from .* is damaged"):
-        rs.choose(_cfg(), run, root / "step_00000002", SOLO, logs.append)
+        resume.choose(_cfg(), run, root / "step_00000002", SOLO, logs.append)
     assert (root / "step_00000002").is_dir()
 
 

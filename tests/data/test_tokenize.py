@@ -13,8 +13,9 @@ import pytest
 from conftest import expected_stream, is_val, read_split, write_jsonl
 
 from gf_train.cli.data import tokenize_script
-from gf_train.data import tokenize as tk
+from gf_train.data import pack
 from gf_train.data.readers import DataPrepError
+from gf_train.data.tokenize import tokenize_corpus
 from gf_train.data.tokenizers import load_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ def check_roundtrip(out: Path, tok, docs: list[str], val_fraction: float) -> Non
 def test_roundtrip_and_manifest(tmp_path: Path, docs: list[str], bpe_json: Path, spec: str) -> None:
     spec = str(bpe_json) if spec == "bpe" else spec
     inp = write_jsonl(tmp_path / "c.jsonl", docs[:300] + [""])
-    m = tk.tokenize_corpus([str(inp)], tmp_path / "out", spec, 32, val_fraction=0.1, progress=False, log=lambda s: 0)
+    m = tokenize_corpus([str(inp)], tmp_path / "out", spec, 32, val_fraction=0.1, progress=False, log=lambda s: 0)
     tok = load_tokenizer(spec)
     check_roundtrip(tmp_path / "out", tok, docs[:300], 0.1)
     assert m["status"] == "written" and m["empty_docs"] == 1 and m["skipped_records"] == 0
@@ -83,13 +84,13 @@ def test_every_input_format_same_documents(tmp_path: Path, docs: list[str], bpe_
     for name, inp in [("jsonl", "in/a.jsonl"), ("gz", "in/b.jsonl.gz"), ("zst", "in/c.jsonl.zst"),
                       ("parquet", "in/d.parquet"), ("txt", "txt"), ("hf", "hf")]:
         out = tmp_path / f"out_{name}"
-        m = tk.tokenize_corpus([str(tmp_path / inp)], out, str(bpe_json), 16, text_field="body", progress=False,
+        m = tokenize_corpus([str(tmp_path / inp)], out, str(bpe_json), 16, text_field="body", progress=False,
                                log=lambda s: 0)
         assert m["splits"]["train"]["docs"] == len(d), name
         n = m["splits"]["train"]["samples"] * 17
         np.testing.assert_array_equal(read_split(out, "train"), expected_stream(tok, d)[:n], err_msg=name)
     # a folder and a glob: all four files in sorted order
-    m = tk.tokenize_corpus([str(tmp_path / "in" / "*.json*"), str(tmp_path / "in" / "d.parquet")], tmp_path / "g",
+    m = tokenize_corpus([str(tmp_path / "in" / "*.json*"), str(tmp_path / "in" / "d.parquet")], tmp_path / "g",
                            str(bpe_json), 16, text_field="body", progress=False, log=lambda s: 0)
     assert m["splits"]["train"]["docs"] == 4 * len(d) and len(m["inputs"]) == 4
 
@@ -100,17 +101,15 @@ def test_workers_and_units_give_identical_shards(tmp_path: Path, docs: list[str]
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """val_docs: pass 2 after pass 1. val_fraction with small shards: most shards are written while pass 1 is still
     running (as soon as their units are done); the result must not depend on that or on the worker count."""
-    from gf_train.data import pack
-
     calls: list[str] = []
     for name in ("tokenize_unit", "write_shards"):
         fn = getattr(pack, name)
         monkeypatch.setattr(pack, name, lambda *a, _fn=fn, _name=name: calls.append(_name) or _fn(*a))
     inp = write_jsonl(tmp_path / "c.jsonl", docs)
     kw = dict(progress=False, log=lambda s: 0, part_samples=200, chunk_bytes=50_000, **split_kw)
-    m1 = tk.tokenize_corpus([str(inp)], tmp_path / "w1", "rwkv_world", 48, workers=1, **kw)  # jobs run in this process
+    m1 = tokenize_corpus([str(inp)], tmp_path / "w1", "rwkv_world", 48, workers=1, **kw)  # jobs run in this process
     monkeypatch.undo()
-    m2 = tk.tokenize_corpus([str(inp)], tmp_path / "w2", "rwkv_world", 48, workers=2, **kw)
+    m2 = tokenize_corpus([str(inp)], tmp_path / "w2", "rwkv_world", 48, workers=2, **kw)
     assert m1["splits"] == m2["splits"]
     last_unit = len(calls) - calls[::-1].index("tokenize_unit") - 1
     if "val_docs" in split_kw:
@@ -126,7 +125,7 @@ def test_workers_and_units_give_identical_shards(tmp_path: Path, docs: list[str]
         if f.name != "manifest.json":
             assert (tmp_path / "w1" / f).read_bytes() == (tmp_path / "w2" / f).read_bytes(), f
     # byte-range units of one file give the same stream as one unit
-    m3 = tk.tokenize_corpus([str(inp)], tmp_path / "w3", "rwkv_world", 48, progress=False, log=lambda s: 0,
+    m3 = tokenize_corpus([str(inp)], tmp_path / "w3", "rwkv_world", 48, progress=False, log=lambda s: 0,
                             **split_kw)
     np.testing.assert_array_equal(read_split(tmp_path / "w1", "train"), read_split(tmp_path / "w3", "train"))
     assert m3["splits"] == m1["splits"]
@@ -177,7 +176,7 @@ def test_bad_inputs_fail_clearly_and_leave_nothing(tmp_path: Path, capsys: pytes
 def test_skip_bad_records_counts(tmp_path: Path, workers: int) -> None:
     _bad_inputs(tmp_path)
     ins = [str(tmp_path / f) for f in ("badjson.jsonl", "nofield.jsonl", "utf8.jsonl")]
-    m = tk.tokenize_corpus(ins, tmp_path / "o", "rwkv_world", 8, skip_bad_records=True, progress=False,
+    m = tokenize_corpus(ins, tmp_path / "o", "rwkv_world", 8, skip_bad_records=True, progress=False,
                            log=lambda s: 0, workers=workers)
     assert m["skipped_records"] == 3 and m["splits"]["train"]["docs"] == 6
     assert [i["skipped_records"] for i in m["inputs"]] == [1, 1, 1]
@@ -190,12 +189,12 @@ def test_invalid_unicode_policy(tmp_path: Path, workers: int) -> None:
     manifest records which policy ran."""
     _bad_inputs(tmp_path)
     ins = [str(tmp_path / f) for f in ("surrogate.jsonl", "utf8.jsonl", "bad.txt")]
-    m = tk.tokenize_corpus(ins, tmp_path / "skip", "rwkv_world", 4, skip_bad_records=True, progress=False,
+    m = tokenize_corpus(ins, tmp_path / "skip", "rwkv_world", 4, skip_bad_records=True, progress=False,
                            log=lambda s: 0, workers=workers)
     assert m["invalid_unicode"] == "skip" and m["replaced_records"] == 0
     assert m["skipped_records"] == 3 and m["splits"]["train"]["docs"] == 3
     assert [i["skipped_records"] for i in m["inputs"]] == [1, 1, 1]
-    m = tk.tokenize_corpus(ins, tmp_path / "repl", "rwkv_world", 1, replace_invalid_unicode=True, progress=False,
+    m = tokenize_corpus(ins, tmp_path / "repl", "rwkv_world", 1, replace_invalid_unicode=True, progress=False,
                            log=lambda s: 0, workers=workers)
     assert m["invalid_unicode"] == "replace" and m["skipped_records"] == 0 and m["replaced_records"] == 3
     assert m["splits"]["train"]["docs"] == 6 and any("surrogate.jsonl:2" in e for e in m["replaced_examples"])
@@ -204,7 +203,7 @@ def test_invalid_unicode_policy(tmp_path: Path, workers: int) -> None:
     stream = read_split(tmp_path / "repl", "train")
     text = tok.decode([int(t) for t in stream if t != tok.eos_id])
     assert "lone \ufffd surrogate" in text and "caf\ufffd au la" in text and text.count("caf\ufffd") == 2
-    plain = tk.tokenize_corpus([ins[1]], tmp_path / "plain", "rwkv_world", 4, skip_bad_records=True, progress=False,
+    plain = tokenize_corpus([ins[1]], tmp_path / "plain", "rwkv_world", 4, skip_bad_records=True, progress=False,
                                log=lambda s: 0)
     assert plain["invalid_unicode"] == "skip" and plain["fingerprint"] != m["fingerprint"]
 
@@ -228,11 +227,11 @@ def test_script_rerun_noop_overwrite(tmp_path: Path, docs: list[str]) -> None:
     assert r.returncode == 0, r.stderr
     assert "train:" in r.stdout and "final tokens dropped" in r.stdout
     before = (out / "manifest.json").read_text()
-    again = tk.tokenize_corpus([str(inp)], out, "rwkv_world", 32, val_fraction=0.05, progress=False, log=lambda s: 0)
+    again = tokenize_corpus([str(inp)], out, "rwkv_world", 32, val_fraction=0.05, progress=False, log=lambda s: 0)
     assert again["status"] == "noop" and (out / "manifest.json").read_text() == before
     with pytest.raises(DataPrepError, match="pass --overwrite"):
-        tk.tokenize_corpus([str(inp)], out, "rwkv_world", 64, progress=False, log=lambda s: 0)
-    m = tk.tokenize_corpus([str(inp)], out, "rwkv_world", 64, overwrite=True, progress=False, log=lambda s: 0)
+        tokenize_corpus([str(inp)], out, "rwkv_world", 64, progress=False, log=lambda s: 0)
+    m = tokenize_corpus([str(inp)], out, "rwkv_world", 64, overwrite=True, progress=False, log=lambda s: 0)
     assert m["status"] == "written" and json.loads((out / "manifest.json").read_text())["seq_len"] == 64
     assert "val" not in m["splits"] and not (out / "val").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "ds", "tmpdir"]
@@ -248,20 +247,20 @@ def test_crash_leaves_no_finished_output(tmp_path: Path, docs: list[str], monkey
     def boom(*a: object, **k: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tk.pack, "merge_parts", boom)
+    monkeypatch.setattr(pack, "merge_parts", boom)
     with pytest.raises(KeyboardInterrupt):
-        tk.tokenize_corpus([str(inp)], tmp_path / "ds", "rwkv_world", 16, progress=False, log=lambda s: 0)
+        tokenize_corpus([str(inp)], tmp_path / "ds", "rwkv_world", 16, progress=False, log=lambda s: 0)
     assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds.tmp-*"))
 
 
 def test_flag_errors(tmp_path: Path, docs: list[str]) -> None:
     inp = str(write_jsonl(tmp_path / "c.jsonl", docs[:20]))
     with pytest.raises(DataPrepError, match="fewer than one sample"):
-        tk.tokenize_corpus([inp], tmp_path / "o", "rwkv_world", 100_000, progress=False, log=lambda s: 0)
+        tokenize_corpus([inp], tmp_path / "o", "rwkv_world", 100_000, progress=False, log=lambda s: 0)
     with pytest.raises(DataPrepError, match="val-fraction"):
-        tk.tokenize_corpus([inp], tmp_path / "o", "rwkv_world", 8, val_fraction=1.5, progress=False)
+        tokenize_corpus([inp], tmp_path / "o", "rwkv_world", 8, val_fraction=1.5, progress=False)
     with pytest.raises(DataPrepError, match="not a single rwkv_world token|outside"):
-        tk.tokenize_corpus([inp], tmp_path / "o", "rwkv_world", 8, eos=70000, progress=False)
+        tokenize_corpus([inp], tmp_path / "o", "rwkv_world", 8, eos=70000, progress=False)
     assert not (tmp_path / "o").exists()
 
 
@@ -276,7 +275,7 @@ def test_shards_are_mdswriter_bytes(tmp_path: Path, docs: list[str], seq_len: in
     from streaming import MDSWriter
 
     inp = write_jsonl(tmp_path / "c.jsonl", docs[:150])
-    tk.tokenize_corpus([str(inp)], tmp_path / "ds", "rwkv_world", seq_len, progress=False, log=lambda s: 0,
+    tokenize_corpus([str(inp)], tmp_path / "ds", "rwkv_world", seq_len, progress=False, log=lambda s: 0,
                        shard_bytes=shard_bytes, part_samples=part_samples)
     m = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     flat = read_split(tmp_path / "ds", "train").astype(m["dtype"]).reshape(-1, seq_len + 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -77,3 +78,15 @@ def test_a_bad_value_is_a_one_line_error_naming_the_variable(name: str, value: s
     with pytest.raises(ValueError, match=f"^{name}=.* is not a.*; fix or unset it") as e:
         FaultInjector.from_env(0, env)
     assert "\n" not in str(e.value)
+
+
+def test_the_trainer_reads_the_hooks_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gf_train.config import RunConfig
+    from gf_train.train.loop import train
+
+    monkeypatch.setenv("GF_TRAIN_FAULT_NAN_STEPS", "two")
+    cfg = RunConfig()
+    cfg.schedule.max_steps = 1
+    with pytest.raises(ValueError, match="GF_TRAIN_FAULT_NAN_STEPS='two' is not an integer"):
+        train(cfg, tmp_path / "run", loader_factory=lambda *a: [])
+    assert not (tmp_path / "run").exists()  # failed before creating anything or starting torch.distributed
