@@ -1,4 +1,5 @@
-"""The trainer: loop, schedule, optimizer groups, metrics, saving/resuming (collective side), preemption.
+"""The trainer: loop, one step (`step`), save policy, schedule, optimizer groups, metrics, saving/resuming
+(collective side), preemption, the test-only fault hooks (`faults`).
 
 Entry point: `gf_train.train.loop.train(cfg, run_dir, ...)` (what `gf-train train` calls).
 """
