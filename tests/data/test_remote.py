@@ -1,4 +1,5 @@
-"""Datasets on S3 against a real S3-compatible server (moto's server mode on 127.0.0.1, started here):
+"""Datasets on S3 against a real S3-compatible server (moto's server mode on 127.0.0.1, started by the
+`s3_endpoint` fixture of tests/data/conftest.py):
 tokenize --out s3://..., the rerun no-op, unfinished uploads, one-line errors before any work, and
 training from s3:// with 2 ranks, exact resume and export. Skipped (with the reason) only when the server
 cannot start."""
@@ -7,16 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import write_jsonl
+from conftest import s3_env, write_jsonl
 
 from gf_train.cli.data import tokenize_script
 from gf_train.data import read_manifest
@@ -25,48 +21,6 @@ from gf_train.data.tokenize import tokenize_corpus
 from gf_train.distributed.info import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m moto.server` on a free loopback port, for this module's tests."""
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    port = free_port()
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.skip(f"the S3 test server (moto) could not start: {log.read_text()[-500:]}")
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Credentials and endpoint for this process (and its children), and an empty bucket: its name."""
-    env = s3_env(s3_endpoint)
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    bucket = f"gf-{uuid.uuid4().hex[:12]}"
-    rm.client().create_bucket(Bucket=bucket)
-    return bucket
-
-
-def s3_env(endpoint: str) -> dict[str, str]:
-    """No user AWS config (it would change credentials or region), test credentials, the server."""
-    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials", "AWS_CONFIG_FILE": "/nonexistent/config",
-            "AWS_EC2_METADATA_DISABLED": "true", rm.ENDPOINT_ENV: endpoint}
 
 
 def objects(bucket: str, prefix: str) -> dict[str, tuple[str, object]]:
