@@ -1,8 +1,8 @@
 """The local mirror of remote datasets (`data.cache_dir`): what it holds, and its explicit removal.
 
-Owns `list_mirrors` and `clean_mirrors` (`gf-train data cache-clean`). Policy, as mosaicml-streaming and
-llm-foundry have it (a `local` folder per remote, an optional `cache_limit`, nothing removed behind the
-user's back):
+Owns `check_cache_limit` (before work) and `list_mirrors` / `clean_mirrors` (`gf-train data cache-clean`).
+Policy, as mosaicml-streaming and llm-foundry have it (a `local` folder per remote, an optional
+`cache_limit`, nothing removed behind the user's back):
 
 * Location: `<cache_dir>/s3/<bucket>/<prefix>/<manifest hash>/<split>` (`gf_train.data.remote.cache_dir`),
   deterministic per dataset URI and dataset version, so a restarted or resumed run, `gf-train eval` and
@@ -14,12 +14,13 @@ user's back):
   holds one copy of each shard.
 * Removal: only explicit. `clean_mirrors` deletes whole mirror folders (every version, or those of given
   URIs, or with `stale` those that are no longer the dataset's current version on the store), and only
-  folders of the layout above: anything else under `cache_dir` is left alone and reported. Do not clean a
+  folders of the layout above: anything else under `cache_dir` is left alone. Do not clean a
   mirror that a running job reads.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Callable, Iterable
@@ -39,6 +40,31 @@ class Mirror:
     uri: str  # the dataset root, s3://bucket/prefix
     digest: str  # hash of the manifest the shards belong to
     nbytes: int
+
+
+def check_cache_limit(streams: Iterable[Any], limit: str | None, where: str) -> None:
+    """ValueError (one line) unless `limit` is at least streaming's minimum for one split of remote `streams`
+    (`StreamConfig`s with s3:// paths): more than their index files and 4x their largest shard (zstd + raw
+    both count while a shard is decompressed). Reads each split's index.json from the store."""
+    from gf_train.config.data import parse_bytes
+    from gf_train.data.remote import is_remote, read_index
+
+    streams = list(streams)
+    if limit is None or not streams or not all(is_remote(s.path) for s in streams):
+        return
+    nbytes = parse_bytes(limit)
+    index_bytes, largest = 0, 0
+    for s in streams:
+        text = read_index(s.path)
+        index_bytes += len(text.encode())
+        index = json.loads(text)
+        for shard in index.get("shards", []):
+            zipped = (shard.get("zip_data") or {}).get("bytes", 0)
+            largest = max(largest, int(shard["raw_data"]["bytes"]) + int(zipped))
+    need = max(4 * largest, index_bytes + 1)
+    if nbytes < need:
+        raise ValueError(f"data.cache_limit={limit} ({nbytes:,} bytes) is too small for {where}: streaming needs at "
+                         f"least 4x its largest shard, {need:,} bytes; raise data.cache_limit or set it to null")
 
 
 def _size(path: Path) -> int:

@@ -205,6 +205,38 @@ def test_cache_limit_too_small_is_one_line(s3: str, tmp_path: Path, docs: list[s
     assert "\n" not in str(e.value)
 
 
+def test_train_refuses_a_too_small_cache_limit_before_work(s3: str, s3_endpoint: str, tmp_path: Path,
+                                                            docs: list[str], bpe_json: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import s3_env
+
+    from gf_train.config import load
+    from gf_train.train.preflight import preflight
+
+    local, uri = _tokenize_both(s3, tmp_path, docs[:200], bpe_json, shard_bytes=6_000)
+    need = {split: 4 * max(s["raw_data"]["bytes"] + s["zip_data"]["bytes"]
+                           for s in json.loads((local / split / "index.json").read_text())["shards"])
+            for split in ("train", "val")}
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "debug_cpu.yaml"
+    over = [f"data.train=[{{path: {uri}/train}}]", f"data.val=[{{path: {uri}/val}}]", "model.vocab_size=768",
+            "model.tokenizer=null", "model.ctx_len=32", f"data.cache_dir={tmp_path / 'cache'}"]
+    run = tmp_path / "run"
+    for split, n in need.items():
+        with pytest.raises(ValueError, match=rf"data.cache_limit={n - 1} .*too small for data.{split}.*{n:,} bytes"):
+            preflight(load([recipe], [*over, f"data.cache_limit={n - 1}"]), run)
+        if n >= max(need.values()):
+            preflight(load([recipe], [*over, f"data.cache_limit={n}"]), run)
+    assert not run.exists() and not (tmp_path / "cache").exists()  # nothing written, nothing downloaded
+    res = subprocess.run([sys.executable, "-m", "gf_train", "train", "--config", str(recipe), "--run-dir", str(run),
+                          *over, "data.cache_limit=1kb"], capture_output=True, text=True, timeout=300,
+                         env={"PATH": "/usr/bin:/bin", "DS_ACCELERATOR": "cpu", **s3_env(s3_endpoint)})
+    errors = [line for line in res.stderr.splitlines() if line.startswith("gf-train: error:")]
+    assert res.returncode == 1 and len(errors) == 1 and "data.cache_limit=1kb" in errors[0], res.stderr[-3000:]
+    assert "parameters" not in res.stderr and not run.exists()
+
+
 def test_cache_clean_removes_mirrors_and_nothing_else(s3: str, tmp_path: Path, docs: list[str], bpe_json: Path,
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
