@@ -1,8 +1,7 @@
 """Datasets on S3 against a real S3-compatible server (moto's server mode on 127.0.0.1, started by the
-`s3_endpoint` fixture of tests/data/conftest.py):
-tokenize --out s3://..., the rerun no-op, unfinished uploads, one-line errors before any work, and
-training from s3:// with 2 ranks, exact resume and export. Skipped (with the reason) only when the server
-cannot start."""
+`s3_endpoint` fixture of tests/data/conftest.py): tokenize --out s3://..., the rerun no-op, unfinished
+uploads, one-line errors before any work, and training from s3:// with 2 ranks under a `data.cache_limit`,
+exact resume and export. Skipped (with the reason) only when the server cannot start."""
 
 from __future__ import annotations
 
@@ -164,10 +163,15 @@ def test_train_from_s3_two_ranks_exact_resume_and_export(s3: str, s3_endpoint: s
 
     inp = write_jsonl(tmp_path / "c.jsonl", docs)
     uri = f"s3://{s3}/bpe32"
-    assert run_main(["--input", str(inp), "--out", uri, "--tokenizer", str(bpe_json), "--seq-len", "32",
-                     "--val-fraction", "0.1", "--stage-dir", str(tmp_path / "stage")]) == 0
+    # small shards and a cache limit below the split's size: shards are evicted while 2 ranks read them
+    rm.tokenize_to_remote(tokenize_corpus, [str(inp)], uri, str(bpe_json), 32, val_fraction=0.1, shard_bytes=6_000,
+                          stage_dir=tmp_path / "stage", progress=False, log=lambda s: 0)
+    index = json.loads(get(s3, "bpe32/train/index.json"))
+    limit = 5 * max(s["raw_data"]["bytes"] + s["zip_data"]["bytes"] for s in index["shards"])
+    assert sum(s["raw_data"]["bytes"] for s in index["shards"]) > 2 * limit
     cache = tmp_path / "cache"
     over = (f"data.train=[{{path: {uri}/train}}]", f"data.val=[{{path: {uri}/val}}]", f"data.cache_dir={cache}",
+            f"data.cache_limit={limit}",
             "model.vocab_size=768", "model.tokenizer=null", "model.ctx_len=32", "model.n_layer=2", "model.n_embd=32",
             "schedule.max_steps=4", "schedule.warmup_steps=2", "checkpoint.every_steps=null", "eval.every_steps=4",
             "eval.max_tokens=256", "log.every_steps=1", "log.progress_bar=false")
@@ -179,10 +183,14 @@ def test_train_from_s3_two_ranks_exact_resume_and_export(s3: str, s3_endpoint: s
     ok(launch(b, *over, nproc=2, fake=False, config=recipe, env=env, timeout=600))
     assert len(losses(a)) == 4 and losses(a) == losses(b)  # exact: same machine, same data order
     assert [r["step"] for r in metrics(b) if "val_loss" in r] == [4]
-    # the shards came from the server into the cache (keyed by the manifest), for both splits
+    # the shards came from the server into the cache (keyed by the manifest), for both splits, each held to
+    # the limit: some train shards were evicted
     for split in ("train", "val"):
         idx = list(cache.glob(f"s3/{s3}/bpe32/*/{split}/index.json"))
         assert len(idx) == 1 and json.loads(idx[0].read_text())["shards"], split
+        held = [p for p in idx[0].parent.rglob("shard.*") if p.is_file()]
+        assert held and sum(p.stat().st_size for p in held) <= limit, split
+    assert len(list(idx[0].parent.parent.joinpath("train").rglob("shard.*"))) < len(index["shards"])
     # export reads the run's data summary and tokenizer from the remote manifest
     from gf_train.cli import main as cli
 
