@@ -8,7 +8,8 @@ torch and transformers) only when called. Public API:
 * `read_manifest(path)`, `check_vocab(source, model_vocab_size)`, `bits_per_byte(loss, manifest)`
 * `tokenizers.load_tokenizer(spec)`, `tokenize.tokenize_corpus(...)`, `compat.ensure_torchvision()`
 * `remote.tokenize_to_remote(...)`, `remote.upload_dataset(local, uri)`: datasets on s3:// (paths in
-  `data.train`/`data.val` and `read_manifest` take s3:// URIs too)
+  `data.train`/`data.val`, `read_manifest`, `open_split`, `gf-train eval` and `data inspect` take s3:// URIs)
+* `cache.clean_mirrors(cache_dir, uris)`, `cache.check_cache_limit(...)`: the local mirror of s3:// datasets
 """
 
 from __future__ import annotations
