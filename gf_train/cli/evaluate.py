@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from gf_train.config.data import parse_bytes
+    from gf_train.config.data import StreamConfig, parse_bytes
+    from gf_train.data.cache import check_cache_limit
     from gf_train.evaluate import evaluate, resolve_split
     from gf_train.export.load import load_model
     from gf_train.tokenizer_identity import check_data_tokenizer
@@ -44,6 +45,7 @@ def main(args: argparse.Namespace) -> int:
         parse_bytes(args.cache_limit, "--cache-limit")
     split_dir, _ = resolve_split(args.data, args.split)  # checks before the model is loaded
     check_data_tokenizer(args.model, split_dir)
+    check_cache_limit([StreamConfig(path=str(split_dir))], args.cache_limit, f"--data {split_dir}", "--cache-limit")
     loaded = load_model(args.model)
     r = evaluate(loaded.model, split_dir, args.split, args.batch_size, args.max_tokens, args.seed,
                  cache_dir=args.cache_dir, cache_limit=args.cache_limit)

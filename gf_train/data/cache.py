@@ -42,17 +42,18 @@ class Mirror:
     nbytes: int
 
 
-def check_cache_limit(streams: Iterable[Any], limit: str | None, where: str) -> None:
-    """ValueError (one line) unless `limit` is at least streaming's minimum for one split of remote `streams`
-    (`StreamConfig`s with s3:// paths): more than their index files and 4x their largest shard (zstd + raw
-    both count while a shard is decompressed). Reads each split's index.json from the store."""
+def check_cache_limit(streams: Iterable[Any], limit: str | None, where: str, option: str = "data.cache_limit"
+                      ) -> None:
+    """ValueError (one line) unless `limit` (the setting `option`) is at least streaming's minimum for one split
+    of remote `streams` (`StreamConfig`s with s3:// paths): more than their index files and 4x their largest
+    shard (zstd + raw both count while a shard is decompressed). Reads each split's index.json from the store."""
     from gf_train.config.data import parse_bytes
     from gf_train.data.remote import is_remote, read_index
 
     streams = list(streams)
     if limit is None or not streams or not all(is_remote(s.path) for s in streams):
         return
-    nbytes = parse_bytes(limit)
+    nbytes = parse_bytes(limit, option)
     index_bytes, largest = 0, 0
     for s in streams:
         text = read_index(s.path)
@@ -63,8 +64,8 @@ def check_cache_limit(streams: Iterable[Any], limit: str | None, where: str) -> 
             largest = max(largest, int(shard["raw_data"]["bytes"]) + int(zipped))
     need = max(4 * largest, index_bytes + 1)
     if nbytes < need:
-        raise ValueError(f"data.cache_limit={limit} ({nbytes:,} bytes) is too small for {where}: streaming needs at "
-                         f"least 4x its largest shard, {need:,} bytes; raise data.cache_limit or set it to null")
+        raise ValueError(f"{option}={limit} ({nbytes:,} bytes) is too small for {where}: streaming needs at least 4x "
+                         f"its largest shard, {need:,} bytes; raise {option} or leave it unset")
 
 
 def _size(path: Path) -> int:

@@ -67,10 +67,13 @@ def test_eval_on_s3_equals_eval_on_the_local_dataset(s3: str, tmp_path: Path, do
     # the shards came into the cache through streaming, in the trainer's layout
     (mirror,) = cache.glob(f"s3/{s3}/ds/*/val")
     assert {p.name for p in mirror.iterdir()} >= {"index.json"} and any(mirror.rglob("shard.*.mds"))
-    # a split the dataset does not have: one line, before the model is loaded
-    assert cli(["eval", "--model", str(tmp_path / "no-model"), "--data", uri, "--split", "test"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "has no 'test' split" in err
+    # a split the dataset does not have, a cache limit too small for the split: one line, before the model is
+    # loaded (it does not exist)
+    too_small = f"--cache-limit=1kb (1,024 bytes) is too small for --data {uri}/val"
+    for args, want_err in ((["--split", "test"], "has no 'test' split"), (["--cache-limit", "1kb"], too_small)):
+        assert cli(["eval", "--model", str(tmp_path / "no-model"), "--data", uri, *args]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and want_err in err, err
 
 
 @pytest.mark.parametrize("case", ["no credentials", "no bucket", "endpoint down", "no dataset"])
