@@ -22,6 +22,8 @@ from gf_train.data import remote as rm
 from gf_train.data.tokenize import tokenize_corpus
 from gf_train.distributed.info import free_port
 
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "debug_cpu.yaml"
+
 
 def _tokenize_both(s3: str, tmp_path: Path, docs: list[str], bpe_json: Path, name: str = "ds",
                    **kw: object) -> tuple[Path, str]:
@@ -101,6 +103,15 @@ def test_eval_and_inspect_fail_in_one_line_before_any_work(case: str, s3: str, t
     assert inspect_script([f"{uri}/train", "--cache-dir", str(cache)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and want in err, err
+    # training: the same line from its checks before work (no run dir, no model)
+    from gf_train.config import load
+    from gf_train.train.preflight import preflight
+
+    cfg = load([RECIPE], [f"data.train=[{{path: {uri}/train}}]", f"data.val=[{{path: {uri}/val}}]",
+                          f"data.cache_dir={cache}", "data.cache_limit=1gb"])
+    with pytest.raises((ValueError, FileNotFoundError), match=want) as e:
+        preflight(cfg, tmp_path / "run")
+    assert "\n" not in str(e.value) and not (tmp_path / "run").exists()
     assert not cache.exists()  # nothing downloaded, nothing created
 
 
@@ -222,7 +233,7 @@ def test_train_refuses_a_too_small_cache_limit_before_work(s3: str, s3_endpoint:
     need = {split: 4 * max(s["raw_data"]["bytes"] + s["zip_data"]["bytes"]
                            for s in json.loads((local / split / "index.json").read_text())["shards"])
             for split in ("train", "val")}
-    recipe = Path(__file__).resolve().parents[2] / "recipes" / "debug_cpu.yaml"
+    recipe = RECIPE
     over = [f"data.train=[{{path: {uri}/train}}]", f"data.val=[{{path: {uri}/val}}]", "model.vocab_size=768",
             "model.tokenizer=null", "model.ctx_len=32", f"data.cache_dir={tmp_path / 'cache'}"]
     run = tmp_path / "run"
