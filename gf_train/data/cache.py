@@ -7,7 +7,8 @@ Policy, as mosaicml-streaming and llm-foundry have it (a `local` folder per remo
 * Location: `<cache_dir>/s3/<bucket>/<prefix>/<manifest hash>/<split>` (`gf_train.data.remote.cache_dir`),
   deterministic per dataset URI and dataset version, so a restarted or resumed run, `gf-train eval` and
   `gf-train data inspect` reuse the shards already downloaded, and a dataset re-uploaded under the same URI
-  gets a fresh folder (never stale shards).
+  gets a fresh folder (never stale shards). Streaming lets one job at a time read a folder on a node (its
+  shm registry of local folders): a second job there needs its own `cache_dir` (the loader says so).
 * Size while a run reads: `data.cache_limit` (streaming's `cache_limit`, least recently used shards
   evicted; each split's dataset on its own). Without it a mirror grows to the split's decompressed size.
   Streaming deletes the zstd form after decompressing a downloaded shard (`keep_zip=False`), so a mirror

@@ -143,6 +143,13 @@ class Loader:
                                        num_canonical_nodes=1, epoch_size=cfg.epoch_size if self.train else None,
                                        cache_limit=limit)
         except ValueError as e:
+            if str(e).startswith("Reused local directory") and any(remote for _, remote in pairs):
+                # streaming lets one job at a time use a mirror folder (its shm registry), e.g. an eval next to
+                # the training run on the same node
+                mirrors = ", ".join(local for local, remote in pairs if remote)
+                raise ValueError(f"another job on this node reads the mirror {mirrors} (mosaicml-streaming allows one "
+                                 "job per local folder); give this one its own data.cache_dir (gf-train eval / "
+                                 "data inspect: --cache-dir)") from None
             if limit is None or "cache limit" not in str(e).lower():
                 raise
             why = str(e).split(". ")[0]

@@ -138,6 +138,13 @@ def test_inspect_s3_dataset_as_local(s3: str, tmp_path: Path, docs: list[str], b
         inspect([str(local / "val"), "--split", "val", "--samples", "2"], script=True).replace("val sample",
                                                                                                 "train sample"))
     assert len(list(cache.glob(f"s3/{s3}/ds/*/train/index.json"))) == 1
+    # a mirror being read (here by this process; in use: a training job next to an eval on one node) cannot
+    # be opened by a second reader: streaming refuses, we say how to avoid it in one line
+    reader = open_split([f"{uri}/train"], 32, cache_dir=str(cache))
+    with pytest.raises(ValueError, match="another job on this node reads the mirror .* --cache-dir") as e:
+        open_split([f"{uri}/train"], 32, cache_dir=str(cache))
+    assert "\n" not in str(e.value)
+    assert reader.num_samples == open_split([f"{uri}/train"], 32, cache_dir=str(tmp_path / "own")).num_samples
 
 
 def _mirror_bytes(cache: Path) -> int:
