@@ -15,8 +15,9 @@ Policy, as mosaicml-streaming and llm-foundry have it (a `local` folder per remo
   holds one copy of each shard.
 * Removal: only explicit. `clean_mirrors` deletes whole mirror folders (every version, or those of given
   URIs, or with `stale` those that are no longer the dataset's current version on the store), and only
-  folders of the layout above: anything else under `cache_dir` is left alone. Do not clean a
-  mirror that a running job reads.
+  folders of the layout above: anything else under `cache_dir` is left alone. A mirror that a live job on
+  this node reads is kept (streaming's shm registry says which; jobs on other nodes sharing a network
+  `cache_dir` cannot be seen: keep the cache node-local).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from gf_train.data.compat import local_dirs_in_use
 
 _DIGEST = re.compile(r"^[0-9a-f]{16}$")  # remote.cache_dir's manifest hash
 _SPLIT_DIRS = {"train", "val", "data"}  # remote.cache_dir's split folder names
@@ -125,14 +128,20 @@ def clean_mirrors(cache_dir: str | Path, uris: Iterable[str] = (), *, stale: boo
                   log: Callable[[str], Any] = print) -> list[Mirror]:
     """Remove mirrors under `cache_dir`: all of them, or those of the datasets `uris` (roots or split URIs);
     with `stale`, only versions that are not the current one on the store (the store is asked first: a
-    RemoteError for credentials/bucket/endpoint stops before anything is removed). Returns what was (with
-    `dry_run`: would be) removed."""
+    RemoteError for credentials/bucket/endpoint stops before anything is removed). Mirrors a live job on this
+    node reads (streaming's registry, `compat.local_dirs_in_use`) are kept. Returns what was (with `dry_run`:
+    would be) removed."""
     wanted = {_dataset_uri(u) for u in uris}
     chosen = [m for m in list_mirrors(cache_dir) if not wanted or m.uri in wanted]
     if stale:
         current = {uri: _current_digest(uri) for uri in sorted({m.uri for m in chosen})}
         chosen = [m for m in chosen if current[m.uri] != m.digest]
     base = Path(cache_dir).expanduser().resolve() / "s3"
+    in_use = local_dirs_in_use()
+    busy = [m for m in chosen if any(str(split) in in_use for split in m.path.iterdir())]
+    for m in busy:
+        log(f"keeping {m.path} ({m.uri}): a running job on this node reads it")
+    chosen = [m for m in chosen if m not in busy]
     for m in chosen:
         log(f"{'would remove' if dry_run else 'removing'} {m.path} ({m.uri}, {m.nbytes / 1e6:.1f} MB)")
         if dry_run:

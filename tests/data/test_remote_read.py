@@ -295,9 +295,16 @@ def test_cache_clean_removes_mirrors_and_nothing_else(s3: str, tmp_path: Path, d
     assert len(left) == 2 and {m.uri for m in left} == {uri_a, uri_b}
     assert (open_split([f"{uri_a}/train"], 16, cache_dir=str(cache)).num_samples
             == read_manifest(uri_a)["splits"]["train"]["samples"])  # the current mirror still serves
-    # one dataset by URI (a split URI names its dataset), then everything
+    # one dataset by URI (a split URI names its dataset): kept while a job (here: this process) reads it
+    reader = open_split([f"{uri_b}/val"], 32, cache_dir=str(cache))
+    capsys.readouterr()
+    assert cli(["data", "cache-clean", f"{uri_b}/train", "--cache-dir", str(cache)]) == 0
+    assert "a running job on this node reads it" in capsys.readouterr().out and len(_list(cache)) == 2
+    assert reader.sample(0).shape == (33,)
+    del reader
     assert cli(["data", "cache-clean", f"{uri_b}/train", "--cache-dir", str(cache)]) == 0
     assert [m.uri for m in _list(cache)] == [uri_a]
+    # then everything
     assert cli(["data", "cache-clean", "--cache-dir", str(cache)]) == 0
     assert _list(cache) == [] and not (cache / "s3" / s3 / "a").exists()
     assert (cache / "notes.txt").read_text() == "mine" and (cache / "s3" / s3 / "team" / "keep.bin").is_file()
