@@ -165,8 +165,22 @@ def model_loss_fn(model: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Te
     return loss_fn
 
 
-def resolve_split(data: str | Path, split: str = "val") -> tuple[Path, str]:
-    """A dataset root (with train/ and val/) or a split folder -> (split folder, split name)."""
+def resolve_split(data: str | Path, split: str = "val") -> tuple[str | Path, str]:
+    """A dataset root (with train/ and val/) or a split folder -> (split folder, split name). Local folders and
+    s3:// URIs (whose manifest is read here: missing credentials, bucket or endpoint fail in one line)."""
+    from gf_train.data.remote import is_remote
+
+    if is_remote(str(data)):
+        from gf_train.data import read_manifest
+
+        uri = str(data).rstrip("/")
+        m = read_manifest(uri)
+        root = str(m["_path"]).rsplit("/", 1)[0]  # the manifest sits next to the split folders
+        name = split if uri == root else uri.rsplit("/", 1)[1]
+        if name not in m.get("splits", {}):
+            raise ValueError(f"{root} has no {name!r} split (splits: {', '.join(m.get('splits', {}))}); pass "
+                             "--split or the URI of one of its split folders")
+        return f"{root}/{name}", name
     p = Path(data)
     if (p / "index.json").is_file():
         return p, p.name
@@ -177,12 +191,14 @@ def resolve_split(data: str | Path, split: str = "val") -> tuple[Path, str]:
 
 
 def evaluate(model: Any, data: str | Path, split: str = "val", batch_size: int = 8, max_tokens: int | None = None,
-             seed: int = 0) -> EvalResult:
-    """`gf-train eval`: `model` (eval mode) on a dataset root or split folder, in this process."""
+             seed: int = 0, *, cache_dir: str | None = None, cache_limit: str | None = None) -> EvalResult:
+    """`gf-train eval`: `model` (eval mode) on a dataset root or split folder, in this process. An s3:// split
+    is mirrored under `cache_dir` within `cache_limit` (`data.cache_dir` / `data.cache_limit`, their defaults
+    when None), as the trainer does."""
     from gf_train.data import open_split, read_manifest
 
     split_dir, split_name = resolve_split(data, split)
     manifest = read_manifest(split_dir)
-    source = open_split([str(split_dir)], int(manifest["seq_len"]))
+    source = open_split([str(split_dir)], int(manifest["seq_len"]), cache_dir=cache_dir, cache_limit=cache_limit)
     eval_set = choose_samples(source.num_samples, int(manifest["seq_len"]), max_tokens, seed, split_name)
     return eval_result(loss_tally(model_loss_fn(model), source, eval_set, batch_size), eval_set, [manifest])

@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     ins = data_sub.add_parser("inspect", help="print a tokenized dataset's manifest and samples")
     data.add_inspect_arguments(ins)
     ins.set_defaults(func=data.inspect_main)
+    cc = data_sub.add_parser("cache-clean", help="remove local mirrors of s3:// datasets (data.cache_dir)",
+                             description="remove local mirrors of s3:// datasets (data.cache_dir); training never "
+                                         "removes them (data.cache_limit bounds one split while a run reads it)")
+    data.add_cache_clean_arguments(cc)
+    cc.set_defaults(func=data.cache_clean_main)
     return p
 
 

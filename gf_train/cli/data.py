@@ -1,7 +1,8 @@
-"""`gf-train data tokenize|inspect` and `data_prep/tokenize.py` / `data_prep/inspect.py`: their flags and mains.
+"""`gf-train data tokenize|inspect|cache-clean` and `data_prep/tokenize.py` / `data_prep/inspect.py`: flags, mains.
 
-Owner: `gf_train.cli`. The work is `gf_train.data.tokenize.tokenize_corpus` and
-`gf_train.data.inspect.inspect_dataset`. Exit status of both: 0 done (tokenize: or a no-op), 2 user error.
+Owner: `gf_train.cli`. The work is `gf_train.data.tokenize.tokenize_corpus`,
+`gf_train.data.inspect.inspect_dataset` and `gf_train.data.cache.clean_mirrors`. Exit status: 0 done
+(tokenize: or a no-op), 2 user error.
 """
 
 from __future__ import annotations
@@ -58,17 +59,47 @@ def tokenize_main(args: argparse.Namespace) -> int:
 
 
 def add_inspect_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", help="dataset folder (output of data_prep/tokenize.py) or one of its splits")
+    p.add_argument("dir", help="dataset folder (output of data_prep/tokenize.py) or one of its splits, local or "
+                   "s3://bucket/prefix (S3_ENDPOINT_URL for S3-compatible stores)")
     p.add_argument("--split", default="train", help="split to decode samples from (default train)")
     p.add_argument("--samples", type=int, default=2, help="samples to decode (default 2)")
     p.add_argument("--chars", type=int, default=400, help="characters shown per sample (default 400)")
+    p.add_argument("--cache-dir", default=None, help="with s3://: local mirror of the shards (default: "
+                   "data.cache_dir's, ~/.cache/gf-train/data)")
 
 
 def inspect_main(args: argparse.Namespace) -> int:
     from gf_train.data.inspect import inspect_dataset
 
     try:
-        print(inspect_dataset(args.dir, args.split, args.samples, args.chars))
+        print(inspect_dataset(args.dir, args.split, args.samples, args.chars, cache_dir=args.cache_dir))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_cache_clean_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("uris", nargs="*", metavar="URI", help="s3:// datasets (roots or split folders) whose mirrors to "
+                   "remove (default: every mirror)")
+    p.add_argument("--cache-dir", default=None, help="the cache (default: data.cache_dir's, ~/.cache/gf-train/data)")
+    p.add_argument("--stale", action="store_true", help="only versions that are no longer the dataset's current one "
+                   "on the store (re-uploaded or deleted datasets); asks the store")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+
+
+def cache_clean_main(args: argparse.Namespace) -> int:
+    from gf_train.config.data import DataConfig
+    from gf_train.data.cache import clean_mirrors
+    from gf_train.data.remote import is_remote
+
+    bad = [u for u in args.uris if not is_remote(u)]
+    if bad:
+        print(f"error: {bad[0]} is not an s3:// URI; give the dataset URI whose mirror to remove (local datasets "
+              "are not cached)", file=sys.stderr)
+        return 2
+    try:
+        clean_mirrors(args.cache_dir or DataConfig().cache_dir, args.uris, stale=args.stale, dry_run=args.dry_run)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,7 +1,9 @@
 """Environment glue for mosaicml-streaming: the torchvision stand-in and stale shm.
 
 Owns two things that must happen before a `StreamingDataset` is built (the third, the rank variables
-streaming reads, is written by `gf_train.distributed.info.ensure_dist_env`):
+streaming reads, is written by `gf_train.distributed.info.ensure_dist_env`), and `local_dirs_in_use()`, the
+local folders live datasets of ours have open (from streaming's shm registry; `gf-train data cache-clean`
+keeps those):
 
 * `ensure_torchvision()`: `import streaming` imports torchvision at import time (streaming.vision), and
   no torchvision wheel works next to CPU torch 2.13. When a real one can't be imported, a stand-in goes
@@ -80,6 +82,32 @@ def _mapped_shm_names() -> set[str]:
             if i >= 0:
                 names.add(line[i + len("/dev/shm/"):].split(" ")[0])
     return names
+
+
+def local_dirs_in_use(shm_dir: str = "/dev/shm") -> set[str]:
+    """Local folders of the StreamingDatasets that live processes of ours have open on this node.
+
+    Read from streaming's registry: each dataset's `<prefix>_locals` segment holds an int32 byte count,
+    then its local folders and its prefix, NUL-separated (`streaming.base.shared.prefix._pack_locals`).
+    Segments no live process maps (crashed jobs) do not count.
+    """
+    root = Path(shm_dir)
+    if not root.is_dir() or not Path("/proc/self/maps").exists():
+        return set()
+    segs = [p for p in root.iterdir() if p.name.endswith("_locals") and _STREAMING_SHM.match(p.name)]
+    segs = [p for p in segs if p.stat().st_uid == os.getuid()]
+    mapped = _mapped_shm_names() if segs else set()
+    out: set[str] = set()
+    for p in segs:
+        if p.name not in mapped:
+            continue
+        try:
+            data = p.read_bytes()
+        except OSError:  # unlinked meanwhile
+            continue
+        size = int.from_bytes(data[:4], sys.byteorder, signed=True)
+        out.update(d for d in data[4:size].decode("utf-8", "replace").split("\0")[:-1] if d)
+    return out
 
 
 def clean_stale_shm(shm_dir: str = "/dev/shm") -> list[str]:

@@ -3,7 +3,9 @@
 Owns `build_loader` and `Loader`. Design (chosen for exact and elastic resume):
 
 * One `StreamingDataset` per split reads the streams (mixing via `Stream(proportion=...)`, local folders,
-  or s3:// paths mirrored under `data.cache_dir/<manifest hash>/`, see `gf_train.data.remote`). Its
+  or s3:// paths mirrored under `data.cache_dir/<manifest hash>/`, see `gf_train.data.remote`; a split of
+  mirrors only is held to `data.cache_limit` by streaming's least-recently-used eviction, which changes
+  what is on disk, never the sample order). Its
   `resample_streams(epoch)` gives the epoch's mixed sample ids
   and streaming's `get_shuffle` (algo `data.shuffle_algo`, seed `data.shuffle_seed`, one canonical node)
   permutes them. This *global order* depends on the data and the seed only, never on ranks or workers.
@@ -129,11 +131,30 @@ class Loader:
         ensure_torchvision()
         from streaming import Stream, StreamingDataset
 
+        pairs = [self._local_remote(s) for s in streams_cfg]
         streams = [Stream(local=local, remote=remote, proportion=s.proportion)
-                   for s in streams_cfg for local, remote in [self._local_remote(s)]]
-        self.ds = StreamingDataset(streams=streams, batch_size=micro_batch, shuffle=self.train and cfg.shuffle,
-                                   shuffle_seed=cfg.shuffle_seed, shuffle_algo=cfg.shuffle_algo,
-                                   num_canonical_nodes=1, epoch_size=cfg.epoch_size if self.train else None)
+                   for s, (local, remote) in zip(streams_cfg, pairs)]
+        # streaming evicts shards of every stream of the dataset: only a split that is all mirrors gets a limit
+        # (DataConfig refuses a limit on a split mixing local and remote streams)
+        limit = cfg.cache_limit_bytes() if all(remote for _, remote in pairs) else None
+        try:
+            self.ds = StreamingDataset(streams=streams, batch_size=micro_batch, shuffle=self.train and cfg.shuffle,
+                                       shuffle_seed=cfg.shuffle_seed, shuffle_algo=cfg.shuffle_algo,
+                                       num_canonical_nodes=1, epoch_size=cfg.epoch_size if self.train else None,
+                                       cache_limit=limit)
+        except ValueError as e:
+            if str(e).startswith("Reused local directory") and any(remote for _, remote in pairs):
+                # streaming lets one job at a time use a mirror folder (its shm registry), e.g. an eval next to
+                # the training run on the same node
+                mirrors = ", ".join(local for local, remote in pairs if remote)
+                raise ValueError(f"another job on this node reads the mirror {mirrors} (mosaicml-streaming allows one "
+                                 "job per local folder); give this one its own data.cache_dir (gf-train eval / "
+                                 "data inspect: --cache-dir)") from None
+            if limit is None or "cache limit" not in str(e).lower():
+                raise
+            why = str(e).split(". ")[0]
+            raise ValueError(f"data.cache_limit={cfg.cache_limit} is too small for data.{split} ({why}); raise it to "
+                             "at least 4x the largest shard") from None
         self._order_epoch, self._order = -1, np.zeros(0, np.int64)
         self.epoch, self.step, self.micro = 0, 0, 0
 
@@ -235,9 +256,11 @@ def build_loader(cfg: DataConfig, split: str, *, seq_len: int, micro_batch: int,
                   world_size=world_size, rank=rank)
 
 
-def open_split(paths: list[str], seq_len: int, *, world_size: int = 1, rank: int = 0) -> Loader:
-    """Random access (`num_samples`, `sample(i)`) to the samples of local MDS split folders, in their natural
-    order (for evaluation)."""
-    cfg = DataConfig(val=[StreamConfig(path=p) for p in paths], shuffle=False)
+def open_split(paths: list[str], seq_len: int, *, world_size: int = 1, rank: int = 0,
+               cache_dir: str | None = None, cache_limit: str | None = None) -> Loader:
+    """Random access (`num_samples`, `sample(i)`) to the samples of MDS split folders (local, or s3:// mirrored
+    under `cache_dir` within `cache_limit`: `DataConfig`'s fields and defaults), in their natural order."""
+    cfg = DataConfig(val=[StreamConfig(path=p) for p in paths], shuffle=False, cache_limit=cache_limit,
+                     **({} if cache_dir is None else {"cache_dir": cache_dir}))
     return Loader(cfg, "val", seq_len=seq_len, micro_batch=1, global_batch=world_size, world_size=world_size,
                   rank=rank)

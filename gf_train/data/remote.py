@@ -10,7 +10,7 @@ interoperability endpoint https://storage.googleapis.com with HMAC keys, ...). O
   bucket or an unreachable endpoint, made before any work. Reads without credentials go unsigned (public
   buckets), as streaming does.
 * `read_manifest_text(uri)`: the dataset's `manifest.json` (next to the split folders). A prefix without
-  one is not a finished dataset: uploads write it last.
+  one is not a finished dataset: uploads write it last. `read_index(uri)`: a split's MDS index.
 * `cache_dir(uri, manifest_text, root)`: where streaming mirrors a remote split locally. The folder is
   keyed by the manifest's hash, so a dataset re-uploaded under the same URI never meets stale shards.
 * `tokenize_to_remote(...)` / `upload_dataset(local, uri)`: `data_prep/tokenize.py --out s3://...`. The
@@ -192,6 +192,23 @@ def read_manifest_text(uri: str) -> tuple[str, str]:
             return _manifest_cache[uri]
     raise FileNotFoundError(f"no {MANIFEST} at {uri} or its parent: not the output of data_prep/tokenize.py "
                             "--out s3://..., or an upload that did not finish (rerun the same tokenize command)")
+
+
+def read_index(uri: str) -> str:
+    """The text of the MDS `index.json` of the remote split folder `uri` (shard sizes, for `data.cache_limit`)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = split_uri(uri.rstrip("/"))
+    c = check_bucket(uri, write=False)
+    key = _join(prefix, "index.json")
+    try:
+        text = _get_text(c, bucket, key)
+    except (ClientError, BotoCoreError) as e:
+        raise _explain(e, bucket, f"reading s3://{bucket}/{key}") from None
+    if text is None:
+        raise FileNotFoundError(f"no index.json at {uri}: not a split folder of a gf-train dataset "
+                                "(data_prep/tokenize.py --out URI gives URI/train and URI/val)")
+    return text
 
 
 def cache_dir(uri: str, manifest_text: str, root: str | os.PathLike[str]) -> Path:

@@ -3,11 +3,13 @@ model is built, DeepSpeed starts or the run directory is written (`train` calls 
 
 Owner: `gf_train.train`. Each failure is one ValueError / FileNotFoundError line naming the culprit and the
 fix (`gf-train` exits 1 with it). Checked: the data paths exist and hold manifests (remote streams not yet
-mirrored are left to the loader); the tokenizer's vocabulary fits `model.vocab_size`, all streams share one
-tokenizer and one seq_len (`gf_train.data.check_vocab`); the data's seq_len is `model.ctx_len`; the data's
-tokenizer is `model.tokenizer`/`model.vocab_hash` when those are set (else they are filled in from the data,
-so checkpoints and exports record it), the tokenizer of the checkpoint being resumed, and that of the
-`--init-from` weights unless `data.allow_new_tokenizer=true` (see `gf_train.tokenizer_identity`).
+mirrored are left to the loader); `data.cache_limit` holds streaming's minimum for each split of s3://
+streams (`gf_train.data.cache.check_cache_limit`); the tokenizer's vocabulary fits `model.vocab_size`, all
+streams share one tokenizer and one seq_len (`gf_train.data.check_vocab`); the data's seq_len is
+`model.ctx_len`; the data's tokenizer is `model.tokenizer`/`model.vocab_hash` when those are set (else they
+are filled in from the data, so checkpoints and exports record it), the tokenizer of the checkpoint being
+resumed, and that of the `--init-from` weights unless `data.allow_new_tokenizer=true` (see
+`gf_train.tokenizer_identity`).
 Config-only warnings (values with no effect) belong to `gf_train.config`.
 """
 
@@ -62,7 +64,11 @@ def preflight(cfg: RunConfig, run_dir: Path, *, resume_from: Path | None = None,
               ) -> TokenizerId | None:
     """Raise on the first problem (see module docstring). Fills `cfg.model.tokenizer`/`vocab_hash` from the
     data when unset and returns the run's tokenizer (None when no manifest is readable yet)."""
+    from gf_train.data.cache import check_cache_limit
+
     manifests = _manifests(cfg)
+    for split in ("train", "val"):
+        check_cache_limit(getattr(cfg.data, split), cfg.data.cache_limit, f"data.{split}")
     run_id = of_model_config(cfg.model)
     if manifests:
         from gf_train.data import check_vocab

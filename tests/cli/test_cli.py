@@ -112,7 +112,7 @@ def test_dtype_accepts_only_what_the_export_supports(command: list[str], capsys)
 
 def test_every_subcommand_has_help() -> None:
     for argv in (["train"], ["export"], ["convert"], ["eval"], ["generate"], ["plot"], ["data", "tokenize"],
-                 ["data", "inspect"], ["config", "show"]):
+                 ["data", "inspect"], ["data", "cache-clean"], ["config", "show"]):
         with pytest.raises(SystemExit) as e:
             main([*argv, "--help"])
         assert e.value.code == 0, argv

@@ -1,22 +1,17 @@
-"""Datasets on S3 against a real S3-compatible server (moto's server mode on 127.0.0.1, started here):
-tokenize --out s3://..., the rerun no-op, unfinished uploads, one-line errors before any work, and
-training from s3:// with 2 ranks, exact resume and export. Skipped (with the reason) only when the server
-cannot start."""
+"""Datasets on S3 against a real S3-compatible server (moto's server mode on 127.0.0.1, started by the
+`s3_endpoint` fixture of tests/data/conftest.py): tokenize --out s3://..., the rerun no-op, unfinished
+uploads, one-line errors before any work, and training from s3:// with 2 ranks under a `data.cache_limit`,
+exact resume and export. Skipped (with the reason) only when the server cannot start."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import write_jsonl
+from conftest import s3_env, write_jsonl
 
 from gf_train.cli.data import tokenize_script
 from gf_train.data import read_manifest
@@ -25,48 +20,6 @@ from gf_train.data.tokenize import tokenize_corpus
 from gf_train.distributed.info import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m moto.server` on a free loopback port, for this module's tests."""
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    port = free_port()
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.skip(f"the S3 test server (moto) could not start: {log.read_text()[-500:]}")
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Credentials and endpoint for this process (and its children), and an empty bucket: its name."""
-    env = s3_env(s3_endpoint)
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    bucket = f"gf-{uuid.uuid4().hex[:12]}"
-    rm.client().create_bucket(Bucket=bucket)
-    return bucket
-
-
-def s3_env(endpoint: str) -> dict[str, str]:
-    """No user AWS config (it would change credentials or region), test credentials, the server."""
-    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials", "AWS_CONFIG_FILE": "/nonexistent/config",
-            "AWS_EC2_METADATA_DISABLED": "true", rm.ENDPOINT_ENV: endpoint}
 
 
 def objects(bucket: str, prefix: str) -> dict[str, tuple[str, object]]:
@@ -210,10 +163,15 @@ def test_train_from_s3_two_ranks_exact_resume_and_export(s3: str, s3_endpoint: s
 
     inp = write_jsonl(tmp_path / "c.jsonl", docs)
     uri = f"s3://{s3}/bpe32"
-    assert run_main(["--input", str(inp), "--out", uri, "--tokenizer", str(bpe_json), "--seq-len", "32",
-                     "--val-fraction", "0.1", "--stage-dir", str(tmp_path / "stage")]) == 0
+    # small shards and a cache limit below the split's size: shards are evicted while 2 ranks read them
+    rm.tokenize_to_remote(tokenize_corpus, [str(inp)], uri, str(bpe_json), 32, val_fraction=0.1, shard_bytes=6_000,
+                          stage_dir=tmp_path / "stage", progress=False, log=lambda s: 0)
+    index = json.loads(get(s3, "bpe32/train/index.json"))
+    limit = 5 * max(s["raw_data"]["bytes"] + s["zip_data"]["bytes"] for s in index["shards"])
+    assert sum(s["raw_data"]["bytes"] for s in index["shards"]) > 2 * limit
     cache = tmp_path / "cache"
     over = (f"data.train=[{{path: {uri}/train}}]", f"data.val=[{{path: {uri}/val}}]", f"data.cache_dir={cache}",
+            f"data.cache_limit={limit}",
             "model.vocab_size=768", "model.tokenizer=null", "model.ctx_len=32", "model.n_layer=2", "model.n_embd=32",
             "schedule.max_steps=4", "schedule.warmup_steps=2", "checkpoint.every_steps=null", "eval.every_steps=4",
             "eval.max_tokens=256", "log.every_steps=1", "log.progress_bar=false")
@@ -225,10 +183,14 @@ def test_train_from_s3_two_ranks_exact_resume_and_export(s3: str, s3_endpoint: s
     ok(launch(b, *over, nproc=2, fake=False, config=recipe, env=env, timeout=600))
     assert len(losses(a)) == 4 and losses(a) == losses(b)  # exact: same machine, same data order
     assert [r["step"] for r in metrics(b) if "val_loss" in r] == [4]
-    # the shards came from the server into the cache (keyed by the manifest), for both splits
+    # the shards came from the server into the cache (keyed by the manifest), for both splits, each held to
+    # the limit: some train shards were evicted
     for split in ("train", "val"):
         idx = list(cache.glob(f"s3/{s3}/bpe32/*/{split}/index.json"))
         assert len(idx) == 1 and json.loads(idx[0].read_text())["shards"], split
+        held = [p for p in idx[0].parent.rglob("shard.*") if p.is_file()]
+        assert held and sum(p.stat().st_size for p in held) <= limit, split
+    assert len(list(idx[0].parent.parent.joinpath("train").rglob("shard.*"))) < len(index["shards"])
     # export reads the run's data summary and tokenizer from the remote manifest
     from gf_train.cli import main as cli
 
