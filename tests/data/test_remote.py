@@ -14,8 +14,7 @@ import pytest
 from conftest import s3_env, write_jsonl
 
 from gf_train.cli.data import tokenize_script
-from gf_train.data import read_manifest
-from gf_train.data import remote as rm
+from gf_train.data import read_manifest, remote
 from gf_train.data.tokenize import tokenize_corpus
 from gf_train.distributed.info import free_port
 
@@ -24,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def objects(bucket: str, prefix: str) -> dict[str, tuple[str, object]]:
     """key (relative to prefix) -> (ETag, LastModified)."""
-    c, out = rm.client(), {}
+    c, out = remote.client(), {}
     for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
         for o in page.get("Contents", []):
             out[o["Key"][len(prefix) + 1:]] = (o["ETag"], o["LastModified"])
@@ -32,7 +31,7 @@ def objects(bucket: str, prefix: str) -> dict[str, tuple[str, object]]:
 
 
 def get(bucket: str, key: str) -> bytes:
-    return rm.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    return remote.client().get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def run_main(argv: list[str]) -> int:
@@ -98,9 +97,9 @@ def test_unfinished_upload_never_looks_finished(s3: str, tmp_path: Path, docs: l
     shard.unlink()
     shard.symlink_to(tmp_path / "missing")
     with pytest.raises(OSError):
-        rm.upload_dataset(local, uri, log=lambda s: 0)
+        remote.upload_dataset(local, uri, log=lambda s: 0)
     left = objects(s3, "ds")
-    assert rm.MARKER in left and "manifest.json" not in left and "train/index.json" in left
+    assert remote.MARKER in left and "manifest.json" not in left and "train/index.json" in left
     with pytest.raises(FileNotFoundError, match="did not finish"):
         read_manifest(f"{uri}/train")
     cfg = DataConfig(train=[StreamConfig(path=f"{uri}/train")], cache_dir=str(tmp_path / "cache"))
@@ -112,10 +111,10 @@ def test_unfinished_upload_never_looks_finished(s3: str, tmp_path: Path, docs: l
     assert run_main([*args, "--out", uri, "--stage-dir", str(tmp_path / "stage")]) == 0
     assert "unfinished upload" in capsys.readouterr().out
     done = objects(s3, "ds")
-    assert rm.MARKER not in done and "manifest.json" in done
+    assert remote.MARKER not in done and "manifest.json" in done
     assert read_manifest(f"{uri}/train")["splits"]["train"]["samples"] > 0
     # a prefix holding other things (no manifest, no marker) is never replaced without --overwrite
-    rm.client().put_object(Bucket=s3, Key="notes/readme.txt", Body=b"keep me")
+    remote.client().put_object(Bucket=s3, Key="notes/readme.txt", Body=b"keep me")
     assert run_main([*args, "--out", f"s3://{s3}/notes"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not a gf-train dataset" in err and "--overwrite" in err
@@ -126,8 +125,8 @@ def test_unfinished_upload_never_looks_finished(s3: str, tmp_path: Path, docs: l
 def test_one_line_errors_before_any_work(case: str, s3: str, tmp_path: Path, docs: list[str],
                                          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     inp = write_jsonl(tmp_path / "c.jsonl", docs[:50])
-    uri, stage, endpoint = f"s3://{s3}/ds", tmp_path / "stage", os.environ[rm.ENDPOINT_ENV]
-    rm.client().put_object(Bucket=s3, Key="ds/manifest.json", Body=b"{}")  # (private) for the read checks
+    uri, stage, endpoint = f"s3://{s3}/ds", tmp_path / "stage", os.environ[remote.ENDPOINT_ENV]
+    remote.client().put_object(Bucket=s3, Key="ds/manifest.json", Body=b"{}")  # (private) for the read checks
     if case == "no credentials":
         monkeypatch.delenv("AWS_ACCESS_KEY_ID")
         monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
@@ -136,7 +135,7 @@ def test_one_line_errors_before_any_work(case: str, s3: str, tmp_path: Path, doc
         uri = f"s3://{s3}-missing/ds"
         want_write = want_read = f"bucket '{s3}-missing' does not exist"
     else:
-        monkeypatch.setenv(rm.ENDPOINT_ENV, f"http://127.0.0.1:{free_port()}")
+        monkeypatch.setenv(remote.ENDPOINT_ENV, f"http://127.0.0.1:{free_port()}")
         want_write = want_read = "cannot reach"
     t = time.monotonic()
     assert run_main(["--input", str(inp), "--out", uri, "--seq-len", "32", "--stage-dir", str(stage)]) == 2
@@ -164,7 +163,7 @@ def test_train_from_s3_two_ranks_exact_resume_and_export(s3: str, s3_endpoint: s
     inp = write_jsonl(tmp_path / "c.jsonl", docs)
     uri = f"s3://{s3}/bpe32"
     # small shards and a cache limit below the split's size: shards are evicted while 2 ranks read them
-    rm.tokenize_to_remote(tokenize_corpus, [str(inp)], uri, str(bpe_json), 32, val_fraction=0.1, shard_bytes=6_000,
+    remote.tokenize_to_remote(tokenize_corpus, [str(inp)], uri, str(bpe_json), 32, val_fraction=0.1, shard_bytes=6_000,
                           stage_dir=tmp_path / "stage", progress=False, log=lambda s: 0)
     index = json.loads(get(s3, "bpe32/train/index.json"))
     limit = 5 * max(s["raw_data"]["bytes"] + s["zip_data"]["bytes"] for s in index["shards"])
@@ -209,8 +208,8 @@ def test_uri_rules_without_a_server(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(ValueError, match="data.cache_dir"):
         StreamConfig(path="s3://bucket/ds/train", remote="s3://bucket/other")
     # the local mirror of a split is keyed by the manifest: a re-uploaded dataset never meets stale shards
-    a = rm.cache_dir("s3://bucket/ds/train", '{"fingerprint": "a"}', tmp_path)
-    b = rm.cache_dir("s3://bucket/ds/train", '{"fingerprint": "b"}', tmp_path)
+    a = remote.cache_dir("s3://bucket/ds/train", '{"fingerprint": "a"}', tmp_path)
+    b = remote.cache_dir("s3://bucket/ds/train", '{"fingerprint": "b"}', tmp_path)
     assert a.name == b.name == "train" and a.parent != b.parent and a.parent.parent == tmp_path / "s3/bucket/ds"
     inp = write_jsonl(tmp_path / "c.jsonl", ["some text"])
     assert run_main(["--input", str(inp), "--out", "s3://bucket", "--seq-len", "8"]) == 2
