@@ -24,7 +24,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from gf_train.config.model import ModelConfig
-from gf_train.model.cache import CACHE_MODES, LayerState, ModelCache
+from gf_train.model.cache import CACHE_MODES, KVStore, LayerState, ModelCache
 from gf_train.model.channel_mix import ChannelMix
 from gf_train.model.common import fill_padded, layer_kinds, rms_norm
 from gf_train.model.finch import FinchTimeMix
@@ -283,7 +283,8 @@ class GoldFinchLM(nn.Module):
         assert tail is not None
         cache.n_tokens += T
         if self.has_gold:
-            kvs = self._gold_kv_all(cache, new_kv, full_mask)
+            stores: list[KVStore] = []
+            kvs = self._gold_kv_all(cache, new_kv, full_mask, stores)
             if window is None or T <= window:
                 hg = tail[:, -T:]
                 states = [cache.layers[i] for i in range(g, L)]
@@ -297,7 +298,9 @@ class GoldFinchLM(nn.Module):
                     hidden.append(hg)
                 k, v = kvs[j]
                 hg, cache.layers[i] = self.blocks[i](hg, states[j], True, k, v, full_mask)
-                if not kv_mode:
+                if kv_mode:
+                    cache.layers[i].kv_store = stores[j]
+                else:
                     cache.layers[i].k = cache.layers[i].v = None  # re-derived from c_t at every call
             tail = hg
         if hidden is not None:
@@ -306,17 +309,19 @@ class GoldFinchLM(nn.Module):
         return logits, cache
 
     def _gold_kv_all(self, cache: ModelCache, new_kv: list[list[tuple[Tensor, Tensor]]],
-                     full_mask: Tensor | None) -> list[tuple[Tensor, Tensor]]:
-        """Every GOLD layer's k, v [B, N, H, D] over all N positions of the (already extended) cache."""
+                     full_mask: Tensor | None, stores: list[KVStore]) -> list[tuple[Tensor, Tensor]]:
+        """Every GOLD layer's k, v [B, N, H, D] over all N positions of the (already extended) cache;
+        in ``kv`` mode ``stores`` receives each layer's ``KVStore``."""
         g, L = self.first_gold_layer, self.cfg.n_layer
         out = []
-        if cache.mode == "kv":
+        if cache.mode == "kv":  # append the new rows to each layer's store (no copy of the old ones)
             for j, i in enumerate(range(g, L)):
-                old = cache.layers[i]
-                ks = ([] if old.k is None else [old.k]) + [k for k, _ in new_kv[j]]
-                vs = ([] if old.v is None else [old.v]) + [v for _, v in new_kv[j]]
-                out.append((ks[0] if len(ks) == 1 else torch.cat(ks, dim=1),
-                            vs[0] if len(vs) == 1 else torch.cat(vs, dim=1)))
+                st = cache.layers[i]
+                store, k, v = st.kv_store, st.k, st.v
+                for k_new, v_new in new_kv[j]:
+                    store, k, v = KVStore.append(store, k, v, k_new, v_new)
+                stores.append(store)
+                out.append((k, v))
             return out
         # compressed: x_orig from the ids and kc = rms_norm(W_b [x_orig; c]) for all N positions, with
         # W_b [x_orig; c] = W_b[:, :C] x_orig + W_b[:, C:] c and the first term memoised per token id
