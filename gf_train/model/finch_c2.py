@@ -45,12 +45,11 @@ class FinchC2TimeMix(WKV6TimeMix):
         B, T, C = x.shape
         H, N = self.n_head, self.head_size
         dx, m = self.ddlerp(x, shift)
-        xr, xk, xv, xw = (self.mixed(x, dx, m, s) for s in ("r", "k", "v", "w"))
+        xr, xk, xv, xw, xv2 = self.mixed_all(x, dx, m)  # mix_slots order
         r = self.receptance(xr)  # [B, T, A]
         k = self.key(xk)
         v2 = None
         if self.use_v2 and T == 1:  # decode: one read of W_v for both values ([2B, 1, C] rows)
-            xv2 = self.mixed(x, dx, m, "v2")
             v, v2 = self.value(torch.cat([xv, xv2])).split(B)
         else:
             v = self.value(xv)
@@ -65,7 +64,6 @@ class FinchC2TimeMix(WKV6TimeMix):
         y = y.reshape(B, T, C)
         if self.use_v2:
             if v2 is None:
-                xv2 = self.mixed(x, dx, m, "v2")
                 v2 = self.value(xv2)
             y = y + v2 + lora(xv2, self.time_value2_w1, self.time_value2_w2)
         out = self.output(self.ln_x(y))
