@@ -28,6 +28,47 @@ def _nbytes(t: Tensor | None) -> int:
     return 0 if t is None else t.numel() * t.element_size()
 
 
+class KVStore:
+    """Append-only key/value storage [B, H, capacity, D] shared by successive caches of one sequence.
+
+    Why: appending with ``torch.cat`` copies the whole K/V at every decode step (O(N) bytes per step and
+    layer: 40% of a GoldFinch ``kv`` decode step at 4k context on CPU). Rows are written once into
+    spare capacity that grows by 1.5x; k, v handed out are [B, N, H, D] views of the first N rows. The
+    [B, H, N, D] layout makes each head's keys contiguous for attention (SDPA on CPU ~25% faster than
+    over [B, N, H, D]). Old caches stay valid: their views cover rows that are never written again.
+    Only the newest cache appends in place (``filled`` == its length); continuing an older cache
+    (a branch) copies its rows into a new store first.
+    """
+
+    __slots__ = ("k", "v", "filled")
+
+    def __init__(self, like: Tensor, n_rows: int) -> None:
+        B, _, H, D = like.shape
+        cap = max(64, -(-n_rows * 3 // 2 // 64) * 64)  # 1.5x, in whole 64-row blocks
+        self.k = like.new_empty(B, H, cap, D)
+        self.v = like.new_empty(B, H, cap, D)
+        self.filled = 0
+
+    @staticmethod
+    def append(store: KVStore | None, k_old: Tensor | None, v_old: Tensor | None, k_new: Tensor,
+               v_new: Tensor) -> tuple[KVStore, Tensor, Tensor]:
+        """k/v_old [B, N, H, D] (None = empty), k/v_new [B, T, H, D] -> (store, k, v [B, N + T, H, D])."""
+        n = 0 if k_old is None else k_old.shape[1]
+        t = k_new.shape[1]
+        if (store is None or store.filled != n or store.k.shape[2] < n + t or store.k.dtype != k_new.dtype
+                or store.k.device != k_new.device or (n and k_old.data_ptr() != store.k.data_ptr())):
+            fresh = KVStore(k_new, n + t)
+            if n:
+                assert k_old is not None and v_old is not None
+                fresh.k[:, :, :n] = k_old.transpose(1, 2)
+                fresh.v[:, :, :n] = v_old.transpose(1, 2)
+            store = fresh
+        store.k[:, :, n:n + t] = k_new.transpose(1, 2)
+        store.v[:, :, n:n + t] = v_new.transpose(1, 2)
+        store.filled = n + t
+        return store, store.k[:, :, :n + t].transpose(1, 2), store.v[:, :, :n + t].transpose(1, 2)
+
+
 @dataclass
 class LayerState:
     """State carried by one block between calls (fields unused by a layer type stay None).
@@ -35,6 +76,8 @@ class LayerState:
     att_shift / ffn_shift: [B, C] last input of the time / channel mix (§2.1).
     wkv: [B, H, K, V] fp32 WKV state (Finch-C2 / Finch layers).
     k, v: [B, N, H, D] per-layer key/value cache (Llama layers; GOLD layers in ``kv`` mode).
+    kv_store: the append-only storage behind a GOLD layer's k, v in ``kv`` mode (``KVStore``), or None.
+    nbytes counts the live k, v (N positions), not the store's spare capacity.
     """
 
     att_shift: Tensor | None = None
@@ -42,6 +85,7 @@ class LayerState:
     wkv: Tensor | None = None
     k: Tensor | None = None
     v: Tensor | None = None
+    kv_store: KVStore | None = None
 
     def nbytes(self) -> int:
         return sum(_nbytes(t) for t in (self.att_shift, self.ffn_shift, self.wkv, self.k, self.v))

@@ -18,6 +18,8 @@ def token_shift(x: Tensor, state: Tensor | None) -> Tensor:
         prev = x.new_zeros(x.shape[0], 1, x.shape[2])
     else:
         prev = state.to(x.dtype).unsqueeze(1)
+    if x.shape[1] == 1:  # decode: the previous row is the state itself (no copy through cat)
+        return prev
     return torch.cat([prev, x[:, :-1]], dim=1)
 
 

@@ -42,7 +42,7 @@ class FinchTimeMix(WKV6TimeMix):
         wkv [B, H, K, V] fp32; mask [B, T] bool or None -> (out [B, T, C], shift', wkv')."""
         B, T, C = x.shape
         dx, m = self.ddlerp(x, shift)
-        xw, xk, xv, xr, xg = (self.mixed(x, dx, m, s) for s in self.mix_slots)
+        xw, xk, xv, xr, xg = self.mixed_all(x, dx, m)
         r = self.receptance(xr)  # [B, T, A]
         k = self.key(xk)
         v = self.value(xv)

@@ -45,10 +45,14 @@ class FinchC2TimeMix(WKV6TimeMix):
         B, T, C = x.shape
         H, N = self.n_head, self.head_size
         dx, m = self.ddlerp(x, shift)
-        xr, xk, xv, xw = (self.mixed(x, dx, m, s) for s in ("r", "k", "v", "w"))
+        xr, xk, xv, xw, xv2 = self.mixed_all(x, dx, m)  # mix_slots order
         r = self.receptance(xr)  # [B, T, A]
         k = self.key(xk)
-        v = self.value(xv)
+        v2 = None
+        if self.use_v2 and T == 1:  # decode: one read of W_v for both values ([2B, 1, C] rows)
+            v, v2 = self.value(torch.cat([xv, xv2])).split(B)
+        else:
+            v = self.value(xv)
         logw = self.log_decay(xw)  # log of w = exp(-exp(ww)), fp32
         if self.use_one_minus_w:
             k = (k.float() * -torch.expm1(logw)).to(r.dtype)  # k' = k (1 - w), in fp32 (§13.9)
@@ -59,7 +63,8 @@ class FinchC2TimeMix(WKV6TimeMix):
         y, new_wkv = self.run_wkv(r, k, v, logw, u, wkv, want_state, mask)
         y = y.reshape(B, T, C)
         if self.use_v2:
-            xv2 = self.mixed(x, dx, m, "v2")
-            y = y + self.value(xv2) + lora(xv2, self.time_value2_w1, self.time_value2_w2)
+            if v2 is None:
+                v2 = self.value(xv2)
+            y = y + v2 + lora(xv2, self.time_value2_w1, self.time_value2_w2)
         out = self.output(self.ln_x(y))
         return out, (x[:, -1].clone() if want_state else None), new_wkv

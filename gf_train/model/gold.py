@@ -18,15 +18,7 @@ from gf_kernels import causal_attention
 from torch import Tensor, nn
 
 from gf_train.config.model import ModelConfig
-from gf_train.model.common import (
-    apply_rope,
-    ddlerp_offsets,
-    fill_padded,
-    lora,
-    rms_norm,
-    rope_angles,
-    token_shift,
-)
+from gf_train.model.common import apply_rope, fill_padded, lora, rope_angles, token_shift
 
 MIX_RANK = 32
 
@@ -73,14 +65,23 @@ class GoldTimeMix(nn.Module):
         """Per-layer keys and values of the positions in ``inp`` (§6 steps 2-5, 7) -> k, v [B, T, H, D].
 
         k_t and v_t depend on positions t and t-1 only, so the ``kv`` cache computes them once per
-        position. pos0: absolute position of the first row (RoPE on k when ``cfg.rope``)."""
-        B, T, _ = inp.kc.shape
+        position. Additions are folded into the GEMMs (baddbmm / addmm) and the ddlerp input is one
+        addcmul: the ``compressed`` cache runs this over all N positions at every step, where each
+        element-wise pass over [N, C] costs as much as a small matmul.
+        pos0: absolute position of the first row (RoPE on k when ``cfg.rope``)."""
+        kc, dkc, xo, dxo = inp.kc, inp.dkc, inp.xo, inp.dxo
+        B, T, C = kc.shape
         H, D = self.n_head, self.head_size
-        mk, mv = ddlerp_offsets(inp.xo, inp.dxo, self.time_maa_v_cache, self.time_maa_kv_w1, self.time_maa_kv_w2)
-        kbar = torch.addcmul(inp.kc, inp.dkc, self.time_maa_k + mk)  # kc + (kc_{t-1} - kc) * mix
-        k = self.ln_k(kbar + lora(kbar, self.time_key_w1, self.time_key_w2)).view(B, T, H, D)
-        vbar = torch.addcmul(inp.xo, inp.dxo, self.time_maa_v + mv)
-        v = self.ln_v(vbar + lora(vbar, self.time_value_w1, self.time_value_w2)).view(B, T, H, D)
+        # ddlerp (§6 steps 2, 4) with the μ_k, μ_v offsets folded into the LoRA's output GEMM:
+        # m[0] = μ_k + mk, m[1] = μ_v + mv, each [B*T, C]
+        z = torch.tanh(torch.addcmul(xo, dxo, self.time_maa_v_cache).view(B * T, C) @ self.time_maa_kv_w1)
+        z = z.view(B * T, 2, MIX_RANK).transpose(0, 1)  # [2, B*T, r]
+        mu = torch.cat([self.time_maa_k, self.time_maa_v]).view(2, 1, C)
+        m = torch.baddbmm(mu, z, self.time_maa_kv_w2)  # [2, B*T, C]
+        kbar = torch.addcmul(kc.reshape(B * T, C), dkc.reshape(B * T, C), m[0])  # kc + (kc_{t-1} - kc) * mix
+        vbar = torch.addcmul(xo.reshape(B * T, C), dxo.reshape(B * T, C), m[1])
+        k = self.ln_k(torch.addmm(kbar, torch.tanh(kbar @ self.time_key_w1), self.time_key_w2)).view(B, T, H, D)
+        v = self.ln_v(torch.addmm(vbar, torch.tanh(vbar @ self.time_value_w1), self.time_value_w2)).view(B, T, H, D)
         if self.rope:
             cos, sin = rope_angles(torch.arange(pos0, pos0 + T, device=k.device), D, self.rope_base,
                                    self.rope_rescale)
@@ -127,11 +128,10 @@ class GoldKVInputs:
     dxo: Tensor
 
 
-def gold_kv_inputs(kc: Tensor, x_orig: Tensor, prev: tuple[Tensor, Tensor] | None,
+def gold_kv_inputs(kc: Tensor, xo: Tensor, prev: tuple[Tensor, Tensor] | None,
                    mask: Tensor | None) -> GoldKVInputs:
-    """kc [B, T, A], x_orig [B, T, C] of new positions; prev = (kc, xo) rows [B, A], [B, C] of the last
-    real position before them (None: these are the first); mask [B, T] bool or None."""
-    xo = rms_norm(x_orig)
+    """kc [B, T, A], xo = rms_norm(x_orig) [B, T, C] of new positions; prev = (kc, xo) rows [B, A], [B, C]
+    of the last real position before them (None: these are the first); mask [B, T] bool or None."""
     pk, px = (None, None) if prev is None else prev
     kc, xo = fill_padded(kc, pk, mask), fill_padded(xo, px, mask)
     return GoldKVInputs(kc, token_shift(kc, pk) - kc, xo, token_shift(xo, px) - xo)

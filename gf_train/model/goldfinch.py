@@ -24,7 +24,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from gf_train.config.model import ModelConfig
-from gf_train.model.cache import CACHE_MODES, LayerState, ModelCache
+from gf_train.model.cache import CACHE_MODES, KVStore, LayerState, ModelCache
 from gf_train.model.channel_mix import ChannelMix
 from gf_train.model.common import fill_padded, layer_kinds, rms_norm
 from gf_train.model.finch import FinchTimeMix
@@ -143,7 +143,7 @@ class GoldFinchLM(nn.Module):
             h = self._run_block(i, h, key_mask=mask)
         if self.has_gold:
             kc = self.decompress(x_orig, self.w_kv_cache_a(h))
-            inp = gold_kv_inputs(kc, x_orig, None, mask)
+            inp = gold_kv_inputs(kc, rms_norm(x_orig), None, mask)
             for i in range(g, self.cfg.n_layer):
                 if hidden_states is not None:
                     hidden_states.append(h)
@@ -272,7 +272,7 @@ class GoldFinchLM(nn.Module):
             if self.has_gold:
                 c = self.w_kv_cache_a(h)  # [B, t, c]
                 if kv_mode:  # k_t, v_t need positions t and t-1 only: compute them once, here
-                    inp = gold_kv_inputs(self.decompress(x_orig, c), x_orig, cache.gold_prev,
+                    inp = gold_kv_inputs(self.decompress(x_orig, c), rms_norm(x_orig), cache.gold_prev,
                                          None if km is None else km[:, -t:])
                     cache.gold_prev = (inp.kc[:, -1], inp.xo[:, -1])
                     for j, i in enumerate(range(g, L)):
@@ -283,7 +283,8 @@ class GoldFinchLM(nn.Module):
         assert tail is not None
         cache.n_tokens += T
         if self.has_gold:
-            kvs = self._gold_kv_all(cache, new_kv, full_mask)
+            stores: list[KVStore] = []
+            kvs = self._gold_kv_all(cache, new_kv, full_mask, stores)
             if window is None or T <= window:
                 hg = tail[:, -T:]
                 states = [cache.layers[i] for i in range(g, L)]
@@ -297,7 +298,9 @@ class GoldFinchLM(nn.Module):
                     hidden.append(hg)
                 k, v = kvs[j]
                 hg, cache.layers[i] = self.blocks[i](hg, states[j], True, k, v, full_mask)
-                if not kv_mode:
+                if kv_mode:
+                    cache.layers[i].kv_store = stores[j]
+                else:
                     cache.layers[i].k = cache.layers[i].v = None  # re-derived from c_t at every call
             tail = hg
         if hidden is not None:
@@ -306,38 +309,42 @@ class GoldFinchLM(nn.Module):
         return logits, cache
 
     def _gold_kv_all(self, cache: ModelCache, new_kv: list[list[tuple[Tensor, Tensor]]],
-                     full_mask: Tensor | None) -> list[tuple[Tensor, Tensor]]:
-        """Every GOLD layer's k, v [B, N, H, D] over all N positions of the (already extended) cache."""
+                     full_mask: Tensor | None, stores: list[KVStore]) -> list[tuple[Tensor, Tensor]]:
+        """Every GOLD layer's k, v [B, N, H, D] over all N positions of the (already extended) cache;
+        in ``kv`` mode ``stores`` receives each layer's ``KVStore``."""
         g, L = self.first_gold_layer, self.cfg.n_layer
         out = []
-        if cache.mode == "kv":
+        if cache.mode == "kv":  # append the new rows to each layer's store (no copy of the old ones)
             for j, i in enumerate(range(g, L)):
-                old = cache.layers[i]
-                ks = ([] if old.k is None else [old.k]) + [k for k, _ in new_kv[j]]
-                vs = ([] if old.v is None else [old.v]) + [v for _, v in new_kv[j]]
-                out.append((ks[0] if len(ks) == 1 else torch.cat(ks, dim=1),
-                            vs[0] if len(vs) == 1 else torch.cat(vs, dim=1)))
+                st = cache.layers[i]
+                store, k, v = st.kv_store, st.k, st.v
+                for k_new, v_new in new_kv[j]:
+                    store, k, v = KVStore.append(store, k, v, k_new, v_new)
+                stores.append(store)
+                out.append((k, v))
             return out
-        # compressed: x_orig from the ids and kc = rms_norm(W_b [x_orig; c]) for all N positions, with
-        # W_b [x_orig; c] = W_b[:, :C] x_orig + W_b[:, C:] c and the first term memoised per token id
+        # compressed: xo = rms_norm(x_orig) from the ids and kc = rms_norm(W_b [x_orig; c]) for all N
+        # positions, with W_b [x_orig; c] = W_b[:, :C] x_orig + W_b[:, C:] c and both id-only terms memoised
         assert cache.keys is not None
-        x_all, xb = self._token_rows(cache.token_ids_long())
+        xo, xb = self._token_rows(cache.token_ids_long())
         wc = self.w_kv_cache_b.weight[:, self.cfg.n_embd:]  # [A, c]
         kc = rms_norm(torch.addmm(xb.flatten(0, 1), cache.keys.to(xb.dtype).flatten(0, 1), wc.t()).view_as(xb))
-        inp = gold_kv_inputs(kc, x_all, None, full_mask)
+        inp = gold_kv_inputs(kc, xo, None, full_mask)
         return [self.gold_keys_values(i, inp, 0) for i in range(g, L)]
 
     def _token_rows(self, ids: Tensor) -> tuple[Tensor, Tensor]:
-        """ids [B, N] -> x_orig = ln0(E[ids]) [B, N, C] and W_b[:, :C] x_orig [B, N, A] (inference only).
+        """ids [B, N] -> rms_norm(x_orig) [B, N, C] and W_b[:, :C] x_orig [B, N, A] (x_orig = ln0(E[ids]);
+        inference only).
 
         Both depend on the token id alone, so rows are computed once per id and memoised in a [V, *]
         table (a function of the weights, like a folded weight: nothing per position or sequence). The
         table is rebuilt whenever a weight it reads is replaced or modified in place (tensor versions),
-        or the dtype / device changes. Saves the N x C x A matmul of every compressed-mode step."""
+        or the dtype / device changes. Saves the N x C x A matmul and an RMS norm over [N, C] of every
+        compressed-mode step."""
         C, V = self.cfg.n_embd, self.cfg.vocab_size
         if self.emb.weight.device.type == "meta":  # shapes only (memory accounting tests): no memo
             x = self.embed(ids)
-            return x, x @ self.w_kv_cache_b.weight[:, :C].t()
+            return rms_norm(x), x @ self.w_kv_cache_b.weight[:, :C].t()
         ln0 = self.blocks[0].ln0
         weights = (self.emb.weight, ln0.weight, ln0.bias, self.w_kv_cache_b.weight)
         key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
@@ -347,12 +354,12 @@ class GoldFinchLM(nn.Module):
             memo = (key, w.new_empty(V, C), w.new_empty(V, self.w_kv_cache_b.weight.shape[0]),
                     torch.zeros(V, dtype=torch.bool, device=w.device))
             self._row_memo = memo
-        _, tx, tb, known = memo
+        _, txo, tb, known = memo
         flat = ids.reshape(-1)
         new = flat[~known[flat]].unique()
         if new.numel():
             x = self.embed(new)  # [n, C]
-            tx[new] = x
+            txo[new] = rms_norm(x)
             tb[new] = x @ self.w_kv_cache_b.weight[:, :C].t()
             known[new] = True
-        return tx[ids], tb[ids]
+        return txo[ids], tb[ids]

@@ -55,10 +55,11 @@ class WKV6TimeMix(nn.Module):
         dx = token_shift(x, shift) - x
         return dx, ddlerp_offsets(x, dx, self.time_maa_x, self.time_maa_w1, self.time_maa_w2)
 
-    def mixed(self, x: Tensor, dx: Tensor, m: Tensor, slot: str) -> Tensor:
-        """The ddlerp input of one slot: x + dx * (μ_slot + m_slot) (§2.2)."""
-        mu = self.get_parameter(f"time_maa_{slot}")
-        return x + dx * (mu + m[self.mix_slots.index(slot)])
+    def mixed_all(self, x: Tensor, dx: Tensor, m: Tensor) -> Tensor:
+        """Every slot's ddlerp input x + dx * (μ_slot + m_slot) (§2.2), [slots, B, T, C] in ``mix_slots``
+        order: three ops for all slots, not three per slot (a decode step pays per op)."""
+        mu = torch.stack([self.get_parameter(f"time_maa_{s}") for s in self.mix_slots])  # [slots, 1, 1, C]
+        return x + dx * (mu + m)
 
     def log_decay(self, xw: Tensor) -> Tensor:
         """log w = -exp(time_decay + lora(xw)) [B, T, A] in fp32 (w = exp(-exp(·)) itself is never formed)."""

@@ -65,3 +65,26 @@ def test_compressed_cache_stores_c_not_kc() -> None:
     _, cache = random_model(cfg).prefill(torch.zeros(2, 9, dtype=torch.long), cache_mode="compressed")
     assert cache.keys.shape == (2, 9, cfg.kv_dim) and cache.token_ids.shape == (2, 9)
     assert all(st.k is None and st.v is None for st in cache.layers)  # nothing per layer
+
+
+def test_kv_store_appends_in_place_and_branches_copy() -> None:
+    """``kv`` decode appends each GOLD layer's new k/v row into spare capacity of one store (no copy of
+    the old rows), old caches stay valid, and continuing an older cache (a branch) gives the same logits
+    as a fresh forward while leaving the newer cache's rows intact."""
+    model = random_model(tiny_cfg("goldfinch"))
+    g = model.first_gold_layer
+    ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(1))
+    _, c0 = model.prefill(ids, cache_mode="kv")
+    _, c1 = model.decode(torch.tensor([3, 4]), c0)
+    _, c2 = model.decode(torch.tensor([5, 6]), c1)
+    s0, s1, s2 = (c.layers[g].kv_store for c in (c0, c1, c2))
+    assert s0 is s1 is s2 and s2.filled == 11  # one store, appended in place
+    assert c2.layers[g].k.data_ptr() == c0.layers[g].k.data_ptr()
+    k2_before = c2.layers[g].k.clone()
+    # branch from c1 with other tokens: must not overwrite row 10 of c2, and must match forward
+    lb, cb = model.decode(torch.tensor([7, 8]), c1)
+    assert cb.layers[g].kv_store is not s1
+    assert torch.equal(c2.layers[g].k, k2_before)
+    full = model(torch.cat([ids, torch.tensor([[3, 7], [4, 8]])], dim=1))[:, -1]
+    assert (lb - full).abs().max() <= 1e-5 * full.abs().max()
+    assert c1.layers[g].k.shape[1] == 10 and cb.layers[g].k.shape[1] == 11
