@@ -9,6 +9,8 @@ here is a thin, typed wrapper so that the trainer (`gf_train.train`) never touch
   optimizer offload (on CPU too, so CPU tests run the offload path GPU jobs use; its C++ op is JIT-built
   once per machine, ~1 min, cached in ~/.cache/torch_extensions), and torch's AdamW on CPU otherwise (no
   JIT build; bit-exact resume is verified with both).
+- ZeRO 0 + fp32: `guard_stage0_fp32` / `skip_nonfinite_step_stage0` skip a step with non-finite gradients
+  the way DeepSpeed's optimizer wrappers do at every other stage and precision (`overflow`, `skipped_steps`).
 - `compile_model`: DeepSpeed's `engine.compile()` (torch.compile, inductor) on GPU and CPU alike; on CPU
   inductor needs a C++ compiler and the first step compiles for about a minute.
 - On CPU the shm all-reduce op JIT build (~30 s) is switched off before `init_distributed`.
@@ -106,11 +108,15 @@ def build_optimizer(groups: list[dict[str, Any]], cfg: RunConfig, device: torch.
 
 def build_engine(model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: dict[str, Any],
                  compile_model: bool = False) -> Any:
-    """Wrap model + optimizer in a DeepSpeed engine (ZeRO partitioning happens here)."""
+    """Wrap model + optimizer in a DeepSpeed engine (ZeRO partitioning happens here). At ZeRO 0 in fp32 the
+    optimizer gets the non-finite step guard (`guard_stage0_fp32`), which DeepSpeed has at every other
+    stage and precision."""
     import deepspeed
 
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config,
                                            dist_init_required=False)
+    if not (engine.zero_optimization() or engine.bfloat16_enabled() or engine.fp16_enabled()):
+        guard_stage0_fp32(engine)
     if compile_model:
         engine.compile()
     return engine
@@ -121,27 +127,54 @@ def engine_optimizer_groups(engine: Any) -> list[dict[str, Any]]:
     return list(engine.optimizer.param_groups)
 
 
-def zero_nonfinite_grads_stage0(engine: Any) -> bool:
-    """ZeRO-0 + fp32 has no overflow check in DeepSpeed: if any grad is non-finite, drop all grads
-    (torch AdamW skips parameters without a grad) and return True."""
-    params = [p for p in engine.module.parameters() if p.grad is not None]
-    bad = torch.zeros((), dtype=torch.float32)
-    for p in params:
-        if not torch.isfinite(p.grad).all():
-            bad = torch.ones((), dtype=torch.float32)
+# ---- ZeRO 0 + fp32: skipping a non-finite step ----
+# At ZeRO 1-3 (any precision) and in bf16 DeepSpeed's optimizer wrapper checks the gradients for overflow
+# and, when one is found, leaves weights and optimizer state alone, sets its `overflow` flag; the engine
+# then counts the step in `skipped_steps`, `was_step_applied()` is False and no lr scheduler step is taken.
+# At ZeRO 0 in fp32 `engine.optimizer` is the bare torch optimizer: no check. The guard gives it the same
+# contract: the trainer decides before `engine.step()` (`skip_nonfinite_step_stage0`) and sets `overflow`,
+# which the engine reads after the step; a step pre-hook drops the gradients of a flagged step, so the
+# torch optimizer (AdamW, FusedAdam: both pass over a parameter without a gradient) changes neither weights
+# nor state. The gradients are dropped only inside `optimizer.step()`, after DeepSpeed's fp32 gradient
+# clipping, which needs at least one gradient (`parameters[0]`) and leaves non-finite ones non-finite.
+
+def _drop_grads_of_skipped_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """Step pre-hook of the guard: a flagged step updates nothing."""
+    if optimizer.overflow:  # type: ignore[attr-defined]
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+
+def guard_stage0_fp32(engine: Any) -> None:
+    """Give `engine.optimizer` (a torch optimizer, ZeRO 0 + fp32) DeepSpeed's overflow contract (see above)."""
+    optimizer = engine.optimizer
+    assert isinstance(optimizer, torch.optim.Optimizer), type(optimizer)
+    if hasattr(optimizer, "overflow"):  # guarded already
+        return
+    optimizer.overflow = False  # type: ignore[attr-defined]
+    optimizer.register_step_pre_hook(_drop_grads_of_skipped_step)
+
+
+def skip_nonfinite_step_stage0(engine: Any) -> bool:
+    """ZeRO 0 + fp32, after the last backward of a step and before its `engine.step()`: True (and the step
+    flagged as skipped for the guard and the engine) when a gradient is NaN or infinite on some rank."""
+    optimizer = engine.optimizer
+    assert hasattr(optimizer, "overflow"), "guard_stage0_fp32(engine) was not called"
+    bad = 0.0
+    for p in engine.module.parameters():
+        if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+            bad = 1.0
             break
-    bad = all_reduce_sum(bad.reshape(1))
-    if float(bad[0]) > 0:
-        for p in params:
-            p.grad = None
-        return True
-    return False
+    # The gradients are all-reduced already, so the ranks agree anyway; the sum makes it certain.
+    skipped = float(all_reduce_sum(torch.tensor([bad], dtype=torch.float32))[0]) > 0
+    optimizer.overflow = skipped
+    return skipped
 
 
 def global_grad_norm_stage0(engine: Any) -> float:
     """L2 norm of all gradients before clipping, what DeepSpeed reports at ZeRO 1-3 and not at stage 0.
-    Call after the last backward of a step (gradients are all-reduced there), before `engine.step()`.
-    NaN when the gradients were dropped (`zero_nonfinite_grads_stage0`)."""
+    Call after the last backward of a step (gradients are all-reduced there), before `engine.step()`."""
     grads = [p.grad for p in engine.module.parameters() if p.grad is not None]
     if not grads:
         return float("nan")

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from gf_train.distributed.engine import all_reduce_sum, global_grad_norm_stage0, zero_nonfinite_grads_stage0
+from gf_train.distributed.engine import all_reduce_sum, global_grad_norm_stage0, skip_nonfinite_step_stage0
 from gf_train.train.faults import FaultInjector
 
 Reduce = Callable[[torch.Tensor], torch.Tensor]
@@ -84,9 +84,12 @@ class StepShape:
     precision: str
 
 
-def _grad_norm(engine: Any, stage0_norm: float | None, zero_stage: int) -> float | None:
-    norm = stage0_norm if zero_stage == 0 else engine.get_global_grad_norm()
-    return None if norm is None else float(norm)
+def _grad_norm(engine: Any, stage0_norm: float | None, zero_stage: int, skipped: bool) -> float | None:
+    if zero_stage != 0:
+        norm = engine.get_global_grad_norm()
+        return None if norm is None else float(norm)
+    # ZeRO 1-3 report inf for a skipped step (DeepSpeed's overflow marker): stage 0 says the same
+    return float("inf") if skipped or stage0_norm is None else stage0_norm
 
 
 def train_step(engine: Any, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], step: int, shape: StepShape,
@@ -111,16 +114,18 @@ def train_step(engine: Any, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
         engine.backward(loss)
         faults.after_backward(step, micro)
         if micro == last and shape.zero_stage == 0:  # DeepSpeed keeps no gradient norm at stage 0
-            if shape.precision == "fp32":  # no loss scaler there to drop non-finite gradients
-                zero_nonfinite_grads_stage0(engine)
-            stage0_norm = global_grad_norm_stage0(engine)
+            # fp32 has no overflow check there: the trainer's guard skips the update (bf16's optimizer does)
+            if not (shape.precision == "fp32" and skip_nonfinite_step_stage0(engine)):
+                stage0_norm = global_grad_norm_stage0(engine)
         engine.step()
     tally = RankTally(loss_sum=float(loss_sum), nonfinite_losses=nonfinite,
                       update_skipped=not engine.was_step_applied(), preempted=preempted(),
                       timed_save_due=timed_save_due())
     agreed = agree(tally, reduce)
     return StepResult(loss=agreed.loss_sum / (shape.world_size * shape.grad_accum),
-                      grad_norm=_grad_norm(engine, stage0_norm, shape.zero_stage), tokens=shape.tokens_per_step,
+                      grad_norm=_grad_norm(engine, stage0_norm, shape.zero_stage,
+                                           agreed.nonfinite_loss or agreed.update_skipped),
+                      tokens=shape.tokens_per_step,
                       nonfinite_loss=agreed.nonfinite_loss, update_skipped=agreed.update_skipped,
                       preempted=agreed.preempted, timed_save_due=agreed.timed_save_due,
                       seconds=time.perf_counter() - t0, data_wait_s=wait)

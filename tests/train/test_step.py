@@ -1,5 +1,6 @@
 """`gf_train.train.step`: one optimizer step and the ranks' agreement, on a real torch model and optimizer
-behind the four engine calls the step makes (no DeepSpeed; the trainer tests run it through DeepSpeed)."""
+behind the engine calls the step makes, with the ZeRO 0 + fp32 guard (no DeepSpeed; the trainer tests run it
+through DeepSpeed)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,23 @@ from collections.abc import Iterator
 
 import torch
 
+from gf_train.distributed.engine import guard_stage0_fp32
 from gf_train.train.faults import FaultInjector
 from gf_train.train.signals import PreemptionFlag
 from gf_train.train.step import Agreement, RankTally, StepShape, agree, train_step
 
 
 class PlainEngine:
-    """A torch module and SGD behind DeepSpeed's engine calls, with DeepSpeed's accumulation contract:
+    """A torch module and AdamW behind DeepSpeed's engine calls, with DeepSpeed's accumulation contract:
     `backward` scales the loss by 1/grad_accum, `step` is called after every micro-batch and applies the
-    update only at the accumulation boundary."""
+    update only at the accumulation boundary, where it reads the optimizer's `overflow` flag (what ZeRO 0 +
+    fp32 gets from `guard_stage0_fp32`, as DeepSpeed's engine does after `optimizer.step()`)."""
 
     def __init__(self, grad_accum: int = 2) -> None:
         torch.manual_seed(0)
         self.module = torch.nn.Linear(4, 1)
-        self.opt = torch.optim.SGD(self.module.parameters(), lr=0.1)
+        self.optimizer = torch.optim.AdamW(self.module.parameters(), lr=0.1, foreach=False)
+        guard_stage0_fp32(self)
         self.grad_accum, self.micro_steps, self.applied = grad_accum, 0, False
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -33,12 +37,17 @@ class PlainEngine:
         self.micro_steps += 1
         if self.micro_steps % self.grad_accum:
             return
-        self.applied = any(p.grad is not None for p in self.module.parameters())
-        self.opt.step()  # SGD leaves a parameter without a grad alone
-        self.opt.zero_grad(set_to_none=True)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.applied = not self.optimizer.overflow
 
     def was_step_applied(self) -> bool:
         return self.applied
+
+    def state(self) -> list[torch.Tensor]:
+        """Weights and optimizer state, cloned."""
+        opt = [t for s in self.optimizer.state.values() for t in s.values()]
+        return [t.detach().clone() for t in [*self.module.parameters(), *opt]]
 
 
 def _batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -93,14 +102,31 @@ def test_a_step_averages_the_micro_batch_losses_and_updates() -> None:
     assert all(not torch.equal(a, b) for a, b in zip(before, engine.module.parameters()))
 
 
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
 def test_a_nan_fault_skips_the_update_and_says_so() -> None:
     engine, batches = PlainEngine(), _batches()
-    before = [p.detach().clone() for p in engine.module.parameters()]
+    assert not _step(engine, batches, 2).skipped  # AdamW has state now
+    before = engine.state()
     result = _step(engine, batches, 3, FaultInjector(nan_steps=frozenset({3})))
     assert result.nonfinite_loss and result.update_skipped and result.skipped
-    assert result.loss != result.loss  # NaN
-    assert all(torch.equal(a, b) for a, b in zip(before, engine.module.parameters()))  # gradients dropped
+    assert result.loss != result.loss and result.grad_norm == float("inf")  # NaN loss; the norm as at ZeRO 1-3
+    assert _same(before, engine.state())  # weights and AdamW state (its step count too) unchanged
     assert not _step(engine, batches, 4, FaultInjector(nan_steps=frozenset({3}))).skipped
+    assert not _same(before, engine.state())
+
+
+def test_a_nonfinite_gradient_under_a_finite_loss_is_skipped_too() -> None:
+    """An infinite gradient with a finite loss: only the ZeRO 0 guard sees it (no loss is NaN)."""
+    engine, batches = PlainEngine(), _batches()
+    assert not _step(engine, batches, 0).skipped
+    before = engine.state()
+    engine.module.weight.register_hook(lambda g: torch.full_like(g, float("inf")))
+    result = _step(engine, batches, 1)
+    assert not result.nonfinite_loss and result.update_skipped and result.skipped and result.loss == result.loss
+    assert result.grad_norm == float("inf") and _same(before, engine.state())
 
 
 def test_a_signal_during_the_step_counts_for_that_step() -> None:
