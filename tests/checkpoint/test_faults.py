@@ -4,8 +4,12 @@ newest checkpoint, a deleted `COMPLETE`, a run directory on a tmpfs that fills u
 each fault the same command is rerun: it never loads a damaged checkpoint and ends with the per-step
 losses of an uninterrupted run (`==`). Also: the rollback timeline, and a 2-rank fallback.
 
-Trials are drawn from a seeded RNG (GF_FAULT_SEED, default 0); GF_FAULT_TRIALS (default 20) sets how many,
+Every fault kind runs at least once by default (7 trials: each corruption, kill -9 once mid-save and once
+between steps, a full tmpfs); which file is damaged and when a kill lands are drawn from a seeded RNG
+(GF_FAULT_SEED, default 0). GF_FAULT_TRIALS (default 7) sets how many trials (the mix repeats, reshuffled),
 GF_FAULT_KINDS (comma-separated: truncate, delete, flip, delete_complete, kill9, tmpfs_full) restricts them.
+Each corruption of each file of a real checkpoint is checked in-process by
+`test_every_damaged_file_of_a_real_checkpoint_is_refused` (no trainer launch per case).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from tests.train.conftest import launch, losses, ok
 pytestmark = [pytest.mark.slow]
 OVER = ("schedule.max_steps=6", "checkpoint.every_steps=2", "checkpoint.keep_last=2")
 CORRUPTIONS = ("truncate", "delete", "flip", "delete_complete")
+# one trial per kind; kill9 twice: mid-save, then after a random number of steps (they alternate)
+KINDS = (*CORRUPTIONS, "kill9", "kill9", "tmpfs_full")
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +71,9 @@ def _damage(step_dir: Path, kind: str, rng: random.Random) -> str:
     return str(f.relative_to(step_dir))
 
 
-def _kill_trial(run: Path, rng: random.Random) -> str:
-    """Start a fresh run and kill -9 it at a random moment: during a save (a step dir without COMPLETE, the
-    save widened by GF_TRAIN_FAULT_SAVE_SLEEP) or after a random number of logged steps."""
-    mid_save = rng.random() < 0.5
+def _kill_trial(run: Path, rng: random.Random, mid_save: bool) -> str:
+    """Start a fresh run and kill -9 it during a save (a step dir without COMPLETE, the save widened by
+    GF_TRAIN_FAULT_SAVE_SLEEP) or after a random number of logged steps."""
     target = rng.randint(1, 5)
     proc = launch(run, *OVER, wait=False, env={"GF_TRAIN_FAULT_SAVE_SLEEP": "0.4"})
     ck, metrics = run / "checkpoints", run / "metrics.jsonl"
@@ -91,17 +96,22 @@ def _kill_trial(run: Path, rng: random.Random) -> str:
 def test_faults_never_load_damage_and_end_like_an_uninterrupted_run(runs: dict[str, Path], tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture) -> None:
     rng = random.Random(int(os.environ.get("GF_FAULT_SEED", "0")))
-    n = int(os.environ.get("GF_FAULT_TRIALS", "20"))
+    n = int(os.environ.get("GF_FAULT_TRIALS", str(len(KINDS))))
     want = losses(runs["ref"])
     assert sorted(want) == [1, 2, 3, 4, 5, 6]
-    # 20 by default: each corruption 4 times, kill -9 and a full tmpfs twice (tests/train/test_slow_matrix.py
-    # has more kill -9 trials)
-    kinds = [*(CORRUPTIONS * 4), "kill9", "kill9", "tmpfs_full", "tmpfs_full"]
+    # every kind once by default (tests/train/test_slow_matrix.py has more kill -9 trials); more trials repeat
+    # the mix, each repetition shuffled on its own
+    mix = list(KINDS)
     if os.environ.get("GF_FAULT_KINDS"):  # debugging: only these kinds
-        kinds = [k for k in kinds if k in os.environ["GF_FAULT_KINDS"].split(",")]
-    rng.shuffle(kinds)
-    kinds = (kinds * (n // len(kinds) + 1))[:n]
+        mix = [k for k in mix if k in os.environ["GF_FAULT_KINDS"].split(",")]
+        assert mix, f"GF_FAULT_KINDS={os.environ['GF_FAULT_KINDS']} names no kind of {sorted(set(KINDS))}"
+    kinds: list[str] = []
+    while len(kinds) < n:
+        rng.shuffle(mix)
+        kinds += mix
+    kinds = kinds[:n]
     faults: Counter[str] = Counter()
+    kills = 0
     fallbacks = corrupt_loads = 0
     for i, kind in enumerate(kinds):
         run = tmp_path / f"t{i:02d}"
@@ -113,9 +123,12 @@ def test_faults_never_load_damage_and_end_like_an_uninterrupted_run(runs: dict[s
             faults[got] += 1
             continue
         if kind == "kill9":
-            faults[_kill_trial(run, rng)] += 1
+            what = _kill_trial(run, rng, mid_save=kills % 2 == 0)
+            faults[what] += 1
+            kills += 1
             damaged = None
             interrupted = [d.name for d in (run / "checkpoints").glob("step_*") if not (d / "COMPLETE").exists()]
+            assert interrupted or what != "kill9_mid_save", "the kill meant for the middle of a save missed it"
         else:
             shutil.copytree(runs["mid"], run)
             damaged = run / "checkpoints" / "step_00000004"
@@ -143,6 +156,40 @@ def test_faults_never_load_damage_and_end_like_an_uninterrupted_run(runs: dict[s
         print(f"\nfault injection: {len(kinds)} trials; faults by kind: {dict(sorted(faults.items()))}; "
               f"fallbacks taken: {fallbacks}; corrupt loads: {corrupt_loads}")
     assert corrupt_loads == 0 and len(kinds) == n
+
+
+@pytest.mark.parametrize("kind", ["truncate", "delete", "flip"])
+def test_every_damaged_file_of_a_real_checkpoint_is_refused(runs: dict[str, Path], tmp_path: Path, kind: str) -> None:
+    """Each file of the trainer's newest checkpoint in turn, damaged `kind`: the trainer's auto-resume choice
+    (in-process, one rank) refuses it, moves it to corrupt/ and takes the older one. The launched trials above
+    damage one random file per kind; this covers every file without a trainer launch per case."""
+    from gf_train.config import RunConfig
+    from gf_train.distributed.info import DistInfo
+    from gf_train.train.resume import choose
+
+    solo = DistInfo(rank=0, world_size=1, local_rank=0, local_world_size=1, master_addr="127.0.0.1",
+                    master_port=0, launcher="single")
+    newest = runs["mid"] / "checkpoints" / "step_00000004"
+    files = sorted(str(p.relative_to(newest)) for p in newest.rglob("*") if p.is_file() and p.name != "COMPLETE")
+    assert len(files) >= 4 and any(f.endswith("optim_states.pt") for f in files), files
+    for i, rel in enumerate(files):
+        run = tmp_path / f"case{i:02d}"
+        shutil.copytree(runs["mid"] / "checkpoints", run / "checkpoints")
+        f = run / "checkpoints" / "step_00000004" / rel
+        data = f.read_bytes()
+        assert data, f"{rel} is empty: nothing to truncate or flip"
+        if kind == "truncate":
+            f.write_bytes(data[: len(data) // 2])
+        elif kind == "delete":
+            f.unlink()
+        else:
+            at = len(data) // 2
+            f.write_bytes(data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1:])
+        logs: list[str] = []
+        chosen, explicit = choose(RunConfig(), run, None, solo, logs.append)
+        assert chosen is not None and chosen.name == "step_00000002" and not explicit, (kind, rel, logs)
+        assert any("step_00000004 is damaged" in m for m in logs), (kind, rel, logs)
+        assert (run / "checkpoints" / "corrupt" / "step_00000004").is_dir()
 
 
 def _tmpfs_trial(ref: Path, mnt: Path, rng: random.Random) -> str | None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import transformers
+from consumer_venv import build_consumer_venv
 from export_helpers import SAMPLE_TEXT, inputs_for, random_model, tiny_config, unique_dir
 
 from gf_train.export.hf_dir import write_export
@@ -29,15 +28,7 @@ OTHER = "transformers>=5,<6" if transformers.__version__.startswith("4.") else "
 
 @pytest.fixture(scope="module")
 def consumer_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    venv = tmp_path_factory.mktemp("consumer") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
-    # torch, numpy, safetensors ... from this environment; its own packages (installed below) come first
-    (Path(site) / "zz_base_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    res = subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", OTHER],
-                         capture_output=True, text=True, timeout=900)
+    py, res = build_consumer_venv(tmp_path_factory.mktemp("consumer") / "venv", OTHER, timeout=900)
     assert res.returncode == 0, f"pip install {OTHER} failed:\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
     return py
 

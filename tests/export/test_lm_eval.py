@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
+from consumer_venv import build_consumer_venv
 from export_helpers import inputs_for, random_model, tiny_config, unique_dir
 
 from gf_train.export.hf_dir import write_export
@@ -62,14 +61,7 @@ metric_list:
 
 @pytest.fixture(scope="module")
 def lm_eval_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    venv = tmp_path_factory.mktemp("lmeval") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
-    (Path(site) / "zz_base_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    res = subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "lm_eval"],
-                         capture_output=True, text=True, timeout=1200)
+    py, res = build_consumer_venv(tmp_path_factory.mktemp("lmeval") / "venv", "lm_eval", timeout=1200)
     if res.returncode != 0:
         pytest.skip(f"lm_eval cannot be installed here: {res.stderr.strip().splitlines()[-1:]}")
     return py
