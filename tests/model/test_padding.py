@@ -11,6 +11,7 @@ import pytest
 import torch
 from _model_testing import random_model, tiny_cfg
 
+from gf_train.model import gold
 from gf_train.model.generate import generate
 
 ARCHS = ["goldfinch", "finch_c2", "finch", "llama"]
@@ -50,9 +51,11 @@ def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
-@pytest.mark.parametrize("arch", ARCHS + ["goldfinch_compressed", "goldfinch_rope"])
-def test_left_padded_rows_equal_prompts_alone(arch: str) -> None:
-    mode = "compressed" if arch == "goldfinch_compressed" else "kv"
+@pytest.mark.parametrize("arch", ARCHS + ["goldfinch_compressed", "goldfinch_compressed_tiled", "goldfinch_rope"])
+def test_left_padded_rows_equal_prompts_alone(arch: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    mode = "compressed" if arch.startswith("goldfinch_compressed") else "kv"
+    if arch.endswith("_tiled"):  # inference-time GOLD keys/values in tiles of 7 rows (prompts are 5-40 long)
+        monkeypatch.setattr(gold, "KV_TILE", 7)
     cfg = tiny_cfg(arch.split("_")[0] if arch.startswith("goldfinch") else arch, wkv_backend="torch",
                    attn_backend="sdpa", rope=arch == "goldfinch_rope")
     model = random_model(cfg)
@@ -82,8 +85,11 @@ def test_left_padded_rows_equal_prompts_alone(arch: str) -> None:
             assert _max_err(full[b, ids.shape[1] - len(p):], ref) <= TOL, (arch, b)
 
 
-def test_kv_and_compressed_equal_forward() -> None:
-    model = random_model(tiny_cfg("goldfinch", wkv_backend="torch", attn_backend="sdpa"))
+@pytest.mark.parametrize("tile", [None, 4])
+def test_kv_and_compressed_equal_forward(tile: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = random_model(tiny_cfg("goldfinch", wkv_backend="torch", attn_backend="sdpa", rope=tile is not None))
+    if tile is not None:  # tiled inference keys/values (RoPE positions per tile included)
+        monkeypatch.setattr(gold, "KV_TILE", tile)
     ids = torch.randint(0, 97, (2, 30), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         full = model(ids)
