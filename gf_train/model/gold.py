@@ -78,12 +78,14 @@ class GoldTimeMix(nn.Module):
             v = inp.kc.new_empty(B, T, self.n_head, self.head_size)
             for s in range(0, T, KV_TILE):
                 e = s + KV_TILE
-                k[:, s:e], v[:, s:e] = self._keys_values(inp.kc[:, s:e], inp.dkc[:, s:e], inp.xo[:, s:e],
-                                                         inp.dxo[:, s:e], pos0 + s)
+                tile = GoldKVInputs(inp.kc[:, s:e], inp.dkc[:, s:e], inp.xo[:, s:e], inp.dxo[:, s:e])
+                k[:, s:e], v[:, s:e] = self.keys_values_rows(tile, pos0 + s)
             return k, v
-        return self._keys_values(inp.kc, inp.dkc, inp.xo, inp.dxo, pos0)
+        return self.keys_values_rows(inp, pos0)
 
-    def _keys_values(self, kc: Tensor, dkc: Tensor, xo: Tensor, dxo: Tensor, pos0: int) -> tuple[Tensor, Tensor]:
+    def keys_values_rows(self, inp: GoldKVInputs, pos0: int) -> tuple[Tensor, Tensor]:
+        """``keys_values`` in one piece (no tiling)."""
+        kc, dkc, xo, dxo = inp.kc, inp.dkc, inp.xo, inp.dxo
         B, T, C = kc.shape
         H, D = self.n_head, self.head_size
         # ddlerp (§6 steps 2, 4) with the μ_k, μ_v offsets folded into the LoRA's output GEMM:

@@ -29,7 +29,7 @@ from gf_train.model.channel_mix import ChannelMix
 from gf_train.model.common import fill_padded, layer_kinds, rms_norm
 from gf_train.model.finch import FinchTimeMix
 from gf_train.model.finch_c2 import FinchC2TimeMix
-from gf_train.model.gold import GoldKVInputs, GoldTimeMix, gold_kv_inputs
+from gf_train.model.gold import KV_TILE, GoldKVInputs, GoldTimeMix, gold_kv_inputs
 from gf_train.model.llama import LlamaAttention, LlamaFFN
 from gf_train.model.loss import lm_loss
 
@@ -326,11 +326,41 @@ class GoldFinchLM(nn.Module):
         # compressed: xo = rms_norm(x_orig) from the ids and kc = rms_norm(W_b [x_orig; c]) for all N
         # positions, with W_b [x_orig; c] = W_b[:, :C] x_orig + W_b[:, C:] c and both id-only terms memoised
         assert cache.keys is not None
-        xo, xb = self._token_rows(cache.token_ids_long())
-        wc = self.w_kv_cache_b.weight[:, self.cfg.n_embd:]  # [A, c]
-        kc = rms_norm(torch.addmm(xb.flatten(0, 1), cache.keys.to(xb.dtype).flatten(0, 1), wc.t()).view_as(xb))
-        inp = gold_kv_inputs(kc, xo, None, full_mask)
+        ids, keys = cache.token_ids_long(), cache.keys
+        if full_mask is None and ids.shape[1] > KV_TILE:
+            return self._gold_kv_tiled(ids, keys)
+        xo, xb = self._token_rows(ids)
+        inp = gold_kv_inputs(self._kc_rows(xb, keys), xo, None, full_mask)
         return [self.gold_keys_values(i, inp, 0) for i in range(g, L)]
+
+    def _kc_rows(self, xb: Tensor, keys: Tensor) -> Tensor:
+        """kc = rms_norm(W_b[:, :C] x_orig + W_b[:, C:] c): xb [B, n, A] (memoised first term), keys [B, n, c]."""
+        wc = self.w_kv_cache_b.weight[:, self.cfg.n_embd:]  # [A, c]
+        return rms_norm(torch.addmm(xb.flatten(0, 1), keys.to(xb.dtype).flatten(0, 1), wc.t()).view_as(xb))
+
+    def _gold_kv_tiled(self, ids: Tensor, keys: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """The compressed mode's k, v of every GOLD layer without padding, a tile of ``KV_TILE`` positions at
+        a time through every layer: kc, rms_norm(x_orig) and their shifts are built per tile (one row of
+        overlap for the token shift) and read by all GOLD layers while they are still in the CPU caches,
+        instead of streaming [N, C] arrays through memory once per op (the step is memory-bound)."""
+        g, L = self.first_gold_layer, self.cfg.n_layer
+        B, N = ids.shape
+        H, D = self.cfg.n_head, self.cfg.head_size
+        out = [(keys.new_empty(B, N, H, D, dtype=self.emb.weight.dtype),
+                keys.new_empty(B, N, H, D, dtype=self.emb.weight.dtype)) for _ in range(g, L)]
+        for s in range(0, N, KV_TILE):
+            e, lo = min(s + KV_TILE, N), max(s - 1, 0)
+            xo, xb = self._token_rows(ids[:, lo:e])
+            kc = self._kc_rows(xb, keys[:, lo:e])
+            if s == 0:  # zero row before position 0
+                inp = gold_kv_inputs(kc, xo, None, None)
+            else:  # row lo = s - 1 is the previous position of row s
+                kc, pk, xo, px = kc[:, 1:], kc[:, :-1], xo[:, 1:], xo[:, :-1]
+                inp = GoldKVInputs(kc, pk - kc, xo, px - xo)
+            for j, i in enumerate(range(g, L)):
+                k, v = self.blocks[i].att.keys_values_rows(inp, s)
+                out[j][0][:, s:e], out[j][1][:, s:e] = k, v
+        return out
 
     def _token_rows(self, ids: Tensor) -> tuple[Tensor, Tensor]:
         """ids [B, N] -> rms_norm(x_orig) [B, N, C] and W_b[:, :C] x_orig [B, N, A] (x_orig = ln0(E[ids]);

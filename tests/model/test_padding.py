@@ -11,7 +11,7 @@ import pytest
 import torch
 from _model_testing import random_model, tiny_cfg
 
-from gf_train.model import gold
+from gf_train.model import gold, goldfinch
 from gf_train.model.generate import generate
 
 ARCHS = ["goldfinch", "finch_c2", "finch", "llama"]
@@ -56,6 +56,7 @@ def test_left_padded_rows_equal_prompts_alone(arch: str, monkeypatch: pytest.Mon
     mode = "compressed" if arch.startswith("goldfinch_compressed") else "kv"
     if arch.endswith("_tiled"):  # inference-time GOLD keys/values in tiles of 7 rows (prompts are 5-40 long)
         monkeypatch.setattr(gold, "KV_TILE", 7)
+        monkeypatch.setattr(goldfinch, "KV_TILE", 7)
     cfg = tiny_cfg(arch.split("_")[0] if arch.startswith("goldfinch") else arch, wkv_backend="torch",
                    attn_backend="sdpa", rope=arch == "goldfinch_rope")
     model = random_model(cfg)
@@ -89,7 +90,8 @@ def test_left_padded_rows_equal_prompts_alone(arch: str, monkeypatch: pytest.Mon
 def test_kv_and_compressed_equal_forward(tile: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
     model = random_model(tiny_cfg("goldfinch", wkv_backend="torch", attn_backend="sdpa", rope=tile is not None))
     if tile is not None:  # tiled inference keys/values (RoPE positions per tile included)
-        monkeypatch.setattr(gold, "KV_TILE", tile)
+        monkeypatch.setattr(gold, "KV_TILE", tile)  # per-layer tiles (prefill, padded batches)
+        monkeypatch.setattr(goldfinch, "KV_TILE", tile)  # compressed decode: tiles through all GOLD layers
     ids = torch.randint(0, 97, (2, 30), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         full = model(ids)
