@@ -199,6 +199,7 @@ def evaluate(model: Any, data: str | Path, split: str = "val", batch_size: int =
 
     split_dir, split_name = resolve_split(data, split)
     manifest = read_manifest(split_dir)
-    source = open_split([str(split_dir)], int(manifest["seq_len"]), cache_dir=cache_dir, cache_limit=cache_limit)
-    eval_set = choose_samples(source.num_samples, int(manifest["seq_len"]), max_tokens, seed, split_name)
-    return eval_result(loss_tally(model_loss_fn(model), source, eval_set, batch_size), eval_set, [manifest])
+    with open_split([str(split_dir)], int(manifest["seq_len"]), cache_dir=cache_dir,
+                    cache_limit=cache_limit) as source:
+        eval_set = choose_samples(source.num_samples, int(manifest["seq_len"]), max_tokens, seed, split_name)
+        return eval_result(loss_tally(model_loss_fn(model), source, eval_set, batch_size), eval_set, [manifest])

@@ -173,10 +173,10 @@ def unigram_entropy(split_dir: Path) -> float:
 
     from gf_train.data import open_split, read_manifest
 
-    source = open_split([str(split_dir)], int(read_manifest(split_dir)["seq_len"]))
     counts = np.zeros(65536, np.int64)
-    for i in range(source.num_samples):
-        counts += np.bincount(np.asarray(source.sample(i)[1:], np.int64), minlength=65536)
+    with open_split([str(split_dir)], int(read_manifest(split_dir)["seq_len"])) as source:
+        for i in range(source.num_samples):
+            counts += np.bincount(np.asarray(source.sample(i)[1:], np.int64), minlength=65536)
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())
 

@@ -3,7 +3,8 @@
 Owns two things that must happen before a `StreamingDataset` is built (the third, the rank variables
 streaming reads, is written by `gf_train.distributed.info.ensure_dist_env`), and `local_dirs_in_use()`, the
 local folders live datasets of ours have open (from streaming's shm registry; `gf-train data cache-clean`
-keeps those):
+keeps those), and the two halves of a dataset's shared-memory life: `open_dataset(**kw)` builds one,
+`release_shm(ds)` frees its segments when its reader is done:
 
 * `ensure_torchvision()`: `import streaming` imports torchvision at import time (streaming.vision), and
   no torchvision wheel works next to CPU torch 2.13. When a real one can't be imported, a stand-in goes
@@ -13,17 +14,29 @@ keeps those):
   on the node, including those of another live job, so it is unsafe when two jobs share a node. This
   version unlinks only segments of our uid that no process maps (checked in /proc/*/maps).
   It runs on local rank 0 and is followed by a barrier, so call it on every rank.
+* `open_dataset(**kw)`: `StreamingDataset(**kw)`, minus a leak: to pick its segment prefix, streaming
+  attaches to the segments of every other live dataset on the node and never detaches (each stays
+  registered with atexit; mosaicml/streaming#457, llm-foundry#406), ~6 descriptors per live dataset per
+  dataset built, so an eval loop next to a training job ran out of them. Those attachments are closed.
+* `release_shm(ds)`: streaming closes a dataset's segments only at interpreter exit (atexit), so each
+  dataset a long-lived process opens (eval, inspect, a notebook, the test suite) holds ~6 descriptors
+  and its local folder's registration until then; at the default `ulimit -n` of 1024 a few hundred
+  datasets exhaust the process. This closes them now.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib.machinery
 import importlib.util
 import os
 import re
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 # Segment names streaming creates in /dev/shm: "<6-digit prefix>_<name>" (see streaming.base.constant).
 _STREAMING_SHM = re.compile(r"^\d{6}_(locals|barrier|next_epoch|cache_usage|shard_states|shard_access_times"
@@ -138,3 +151,76 @@ def clean_stale_shm(shm_dir: str = "/dev/shm") -> list[str]:
     except ImportError:
         pass
     return removed
+
+
+def release_shm(ds: Any) -> int:
+    """Close (and unlink, where this process created them) the shared-memory segments of StreamingDataset
+    `ds` now, and free its local folders for another dataset; `ds` is unusable afterwards. Returns the number
+    of segments closed. Idempotent."""
+    from streaming.base.shared import SharedMemory
+
+    found: list[Any] = []
+
+    def visit(obj: Any, depth: int) -> None:  # the dataset's own SharedArray/SharedScalar/SharedBarrier/...
+        if isinstance(obj, SharedMemory):
+            found.append(obj)
+        elif depth and type(obj).__module__.startswith("streaming.") and hasattr(obj, "__dict__"):
+            for v in list(vars(obj).values()):
+                visit(v, depth - 1)
+
+    visit(ds, 3)
+    locals_shm = getattr(ds, "_locals_shm", None)
+    if locals_shm is not None and locals_shm.shm.buf is not None:
+        locals_shm.buf[:4] = bytes(4)  # what StreamingDataset.__del__ does: the registry entry is now empty
+    for shm in found:
+        atexit.unregister(shm.cleanup)
+        if all(s.buf is None for s in shm.created_shms + shm.opened_shms):
+            continue  # closed already
+        shm.cleanup()
+    for name in [k for k, v in vars(ds).items() if isinstance(v, SharedMemory)]:
+        delattr(ds, name)  # __del__ must not touch a closed segment
+    return len(found)
+
+
+def open_dataset(**kwargs: Any) -> Any:
+    """`streaming.StreamingDataset(**kwargs)`, with the segments of other datasets that its prefix scan
+    attached to closed again (see the module docstring)."""
+    ensure_torchvision()
+    from streaming import StreamingDataset
+
+    with _scan_attachments() as attached:
+        ds = StreamingDataset(**kwargs)
+    keep = getattr(ds, "_locals_shm", None)  # a non-leader rank attaches to its own registry entry: kept
+    _detach([shm for shm in attached if shm is not keep])
+    return ds
+
+
+@contextlib.contextmanager
+def _scan_attachments() -> Iterator[list[Any]]:
+    """Record the segments streaming's prefix module attaches to (create=False) while inside."""
+    from streaming.base.shared import prefix
+
+    attached: list[Any] = []
+    base = prefix.SharedMemory
+
+    class _Recorded(base):  # type: ignore[misc,valid-type]
+        def __init__(self, name: str | None = None, create: bool | None = None, size: int = 0,
+                     auto_cleanup: bool = True) -> None:
+            super().__init__(name, create, size, auto_cleanup)
+            if create is False:
+                attached.append(self)
+
+    prefix.SharedMemory = _Recorded
+    try:
+        yield attached
+    except BaseException:
+        _detach(attached)
+        raise
+    finally:
+        prefix.SharedMemory = base
+
+
+def _detach(shms: list[Any]) -> None:
+    for shm in shms:
+        atexit.unregister(shm.cleanup)
+        shm.cleanup()  # attached, not created: closes, never unlinks

@@ -18,20 +18,20 @@ from gf_train.data.tokenizers import load_tokenizer
 
 def read_samples(split_dir: str | Path, indices: list[int]) -> list[list[int]]:
     """Token ids of samples `indices` of one MDS split folder (random access through StreamingDataset)."""
-    from gf_train.data.compat import ensure_torchvision
+    from gf_train.data.compat import open_dataset, release_shm
 
-    ensure_torchvision()
-    from streaming import StreamingDataset
-
-    ds = StreamingDataset(local=str(split_dir), shuffle=False, batch_size=1)
-    return [ds[i]["tokens"].astype("int64").tolist() for i in indices if i < ds.num_samples]
+    ds = open_dataset(local=str(split_dir), shuffle=False, batch_size=1)
+    try:
+        return [ds[i]["tokens"].astype("int64").tolist() for i in indices if i < ds.num_samples]
+    finally:
+        release_shm(ds)
 
 
 def _remote_samples(split_uri: str, seq_len: int, indices: list[int], cache_dir: str | None) -> list[list[int]]:
     from gf_train.data.loader import open_split
 
-    source = open_split([split_uri], seq_len, cache_dir=cache_dir)
-    return [source.sample(i).astype("int64").tolist() for i in indices if i < source.num_samples]
+    with open_split([split_uri], seq_len, cache_dir=cache_dir) as source:
+        return [source.sample(i).astype("int64").tolist() for i in indices if i < source.num_samples]
 
 
 def inspect_dataset(path: str | Path, split: str = "train", samples: int = 2, chars: int = 400,

@@ -22,6 +22,8 @@ Owns `build_loader` and `Loader`. Design (chosen for exact and elastic resume):
   mid-step needs the same world size and micro batch.
 * Validation: unshuffled natural order, one pass of floor(N / (micro_batch * W)) steps, `iter(max_batches)`;
   or random access by global sample id (`num_samples`, `sample(i)`), which `gf_train.evaluate` uses.
+* `close()` (or `with`) frees streaming's shared memory now: processes that open many splits (eval,
+  inspect, notebooks) would otherwise hold it, and its descriptors, until exit.
 
 Environment: call `build_loader` on every rank (streaming's shm registration uses barriers when
 torch.distributed is initialised). RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE, which streaming reads,
@@ -33,6 +35,7 @@ writable.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,7 +43,7 @@ import numpy as np
 import torch
 
 from gf_train.config.data import DataConfig, StreamConfig
-from gf_train.data.compat import clean_stale_shm, ensure_torchvision
+from gf_train.data.compat import clean_stale_shm, ensure_torchvision, local_dirs_in_use, open_dataset, release_shm
 from gf_train.data.manifest import read_manifest
 from gf_train.data.remote import cache_dir, is_remote, read_manifest_text
 from gf_train.distributed.info import ensure_dist_env
@@ -129,7 +132,7 @@ class Loader:
         if cfg.clean_stale_shm:
             clean_stale_shm()
         ensure_torchvision()
-        from streaming import Stream, StreamingDataset
+        from streaming import Stream
 
         pairs = [self._local_remote(s) for s in streams_cfg]
         streams = [Stream(local=local, remote=remote, proportion=s.proportion)
@@ -137,19 +140,17 @@ class Loader:
         # streaming evicts shards of every stream of the dataset: only a split that is all mirrors gets a limit
         # (DataConfig refuses a limit on a split mixing local and remote streams)
         limit = cfg.cache_limit_bytes() if all(remote for _, remote in pairs) else None
+        mirrors = [local for local, remote in pairs if remote]
+        if set(map(os.path.abspath, mirrors)) & set(map(os.path.abspath, local_dirs_in_use())):
+            raise ValueError(self._busy(mirrors))  # streaming would retry 100 times, leaking descriptors, then raise
         try:
-            self.ds = StreamingDataset(streams=streams, batch_size=micro_batch, shuffle=self.train and cfg.shuffle,
-                                       shuffle_seed=cfg.shuffle_seed, shuffle_algo=cfg.shuffle_algo,
-                                       num_canonical_nodes=1, epoch_size=cfg.epoch_size if self.train else None,
-                                       cache_limit=limit)
+            self.ds = open_dataset(streams=streams, batch_size=micro_batch, shuffle=self.train and cfg.shuffle,
+                                   shuffle_seed=cfg.shuffle_seed, shuffle_algo=cfg.shuffle_algo,
+                                   num_canonical_nodes=1, epoch_size=cfg.epoch_size if self.train else None,
+                                   cache_limit=limit)
         except ValueError as e:
-            if str(e).startswith("Reused local directory") and any(remote for _, remote in pairs):
-                # streaming lets one job at a time use a mirror folder (its shm registry), e.g. an eval next to
-                # the training run on the same node
-                mirrors = ", ".join(local for local, remote in pairs if remote)
-                raise ValueError(f"another job on this node reads the mirror {mirrors} (mosaicml-streaming allows one "
-                                 "job per local folder); give this one its own data.cache_dir (gf-train eval / "
-                                 "data inspect: --cache-dir)") from None
+            if str(e).startswith("Reused local directory") and mirrors:
+                raise ValueError(self._busy(mirrors)) from None
             if limit is None or "cache limit" not in str(e).lower():
                 raise
             why = str(e).split(". ")[0]
@@ -157,6 +158,13 @@ class Loader:
                              "at least 4x the largest shard") from None
         self._order_epoch, self._order = -1, np.zeros(0, np.int64)
         self.epoch, self.step, self.micro = 0, 0, 0
+
+    @staticmethod
+    def _busy(mirrors: list[str]) -> str:
+        # streaming lets one job at a time use a mirror folder (its shm registry), e.g. an eval next to the
+        # training run on the same node
+        return (f"another job on this node reads the mirror {', '.join(mirrors)} (mosaicml-streaming allows one job "
+                "per local folder); give this one its own data.cache_dir (gf-train eval / data inspect: --cache-dir)")
 
     def _local_remote(self, s: StreamConfig) -> tuple[str, str | None]:
         """(local, remote) for streaming: an s3:// path is mirrored under data.cache_dir (see data/remote.py)."""
@@ -224,6 +232,17 @@ class Loader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.iter()
+
+    def close(self) -> None:
+        """Free streaming's shared memory of this split now rather than at exit (see `compat.release_shm`);
+        the loader is unusable afterwards. `with open_split(...) as source:` closes it."""
+        release_shm(self.ds)
+
+    def __enter__(self) -> Loader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable position; identical on every rank."""

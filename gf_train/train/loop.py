@@ -301,6 +301,8 @@ class _Trainer:
             return self._loop(loader)
         finally:
             self.sink.close()
+            for source in (loader, self._val[0] if self._val else None):  # streaming's shm, now not at exit
+                getattr(source, "close", lambda: None)()
 
     def _loop(self, loader: Any) -> int:
         """Optimizer steps until `max_steps`, `--stop-at-step`, preemption or too many bad steps in a row."""

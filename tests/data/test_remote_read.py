@@ -144,7 +144,12 @@ def test_inspect_s3_dataset_as_local(s3: str, tmp_path: Path, docs: list[str], b
     with pytest.raises(ValueError, match="another job on this node reads the mirror .* --cache-dir") as e:
         open_split([f"{uri}/train"], 32, cache_dir=str(cache))
     assert "\n" not in str(e.value)
-    assert reader.num_samples == open_split([f"{uri}/train"], 32, cache_dir=str(tmp_path / "own")).num_samples
+    with open_split([f"{uri}/train"], 32, cache_dir=str(tmp_path / "own")) as own:
+        assert own.num_samples == reader.num_samples
+    n = reader.num_samples
+    reader.close()  # the mirror is free again
+    with open_split([f"{uri}/train"], 32, cache_dir=str(cache)) as again:
+        assert again.num_samples == n
 
 
 def _mirror_bytes(cache: Path) -> int:
@@ -175,7 +180,8 @@ def test_cache_limit_evicts_and_keeps_samples_and_resume_exact(s3: str, tmp_path
     assert len(list(mirror.rglob("shard.*.mds"))) < len(shards)  # evicted: not every shard is on disk
     assert not list(mirror.rglob("shard.*.zstd"))  # keep_zip=False: one copy per shard
     assert len(list((local / "train").rglob("shard.*.zstd"))) >= len(shards)  # the local dataset is untouched
-    del src, want
+    src.close()
+    want.close()
 
     # training order with a limit: a run stopped after 3 steps and resumed gives the uninterrupted batches
     def loader(path: str, limit: str | None) -> object:
@@ -192,17 +198,17 @@ def test_cache_limit_evicts_and_keeps_samples_and_resume_exact(s3: str, tmp_path
 
     ref_loader = loader(str(local / "train"), None)
     ref = take(ref_loader, 16)
-    del ref_loader
+    ref_loader.close()  # type: ignore[attr-defined]
     first = loader(f"{uri}/train", str(limit))
     head = take(first, 6)
     state = first.state_dict()  # type: ignore[attr-defined]
-    del first
+    first.close()  # type: ignore[attr-defined]
     second = loader(f"{uri}/train", str(limit))
     second.load_state_dict(state)  # type: ignore[attr-defined]
     tail = take(second, 10)
     assert all(np.array_equal(a, b) for a, b in zip(head + tail, ref, strict=True))
     assert _mirror_bytes(cache) <= limit
-    del second
+    second.close()  # type: ignore[attr-defined]
 
 
 def test_cache_limit_rules() -> None:
@@ -272,9 +278,8 @@ def test_cache_clean_removes_mirrors_and_nothing_else(s3: str, tmp_path: Path, d
 
     def read(uri: str, seq_len: int) -> None:
         for split in ("train", "val"):
-            src = open_split([f"{uri}/{split}"], seq_len, cache_dir=str(cache))
-            src.sample(src.num_samples - 1)
-            del src
+            with open_split([f"{uri}/{split}"], seq_len, cache_dir=str(cache)) as src:
+                src.sample(src.num_samples - 1)
 
     tokenize(uri_a, 32)
     tokenize(uri_b, 32)
@@ -293,15 +298,15 @@ def test_cache_clean_removes_mirrors_and_nothing_else(s3: str, tmp_path: Path, d
     assert cli(["data", "cache-clean", "--cache-dir", str(cache), "--stale"]) == 0
     left = _list(cache)
     assert len(left) == 2 and {m.uri for m in left} == {uri_a, uri_b}
-    assert (open_split([f"{uri_a}/train"], 16, cache_dir=str(cache)).num_samples
-            == read_manifest(uri_a)["splits"]["train"]["samples"])  # the current mirror still serves
+    with open_split([f"{uri_a}/train"], 16, cache_dir=str(cache)) as src:  # the current mirror still serves
+        assert src.num_samples == read_manifest(uri_a)["splits"]["train"]["samples"]
     # one dataset by URI (a split URI names its dataset): kept while a job (here: this process) reads it
     reader = open_split([f"{uri_b}/val"], 32, cache_dir=str(cache))
     capsys.readouterr()
     assert cli(["data", "cache-clean", f"{uri_b}/train", "--cache-dir", str(cache)]) == 0
     assert "a running job on this node reads it" in capsys.readouterr().out and len(_list(cache)) == 2
     assert reader.sample(0).shape == (33,)
-    del reader
+    reader.close()
     assert cli(["data", "cache-clean", f"{uri_b}/train", "--cache-dir", str(cache)]) == 0
     assert [m.uri for m in _list(cache)] == [uri_a]
     # then everything
