@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import corpus_docs, write_jsonl
+from data_helpers import corpus_docs, write_jsonl
 
 from gf_train.config.data import DataConfig, StreamConfig
 from gf_train.data import build_loader, check_vocab, open_split, read_manifest

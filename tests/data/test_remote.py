@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import s3_env, write_jsonl
+from data_helpers import s3_env, write_jsonl
 
 from gf_train.cli.data import tokenize_script
 from gf_train.data import read_manifest, remote

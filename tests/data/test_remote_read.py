@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_jsonl
+from data_helpers import s3_env, write_jsonl
 
 from gf_train.cli import main as cli
 from gf_train.cli.data import inspect_script, tokenize_script
@@ -236,8 +236,6 @@ def test_train_refuses_a_too_small_cache_limit_before_work(s3: str, s3_endpoint:
                                                             docs: list[str], bpe_json: Path) -> None:
     import subprocess
     import sys
-
-    from conftest import s3_env
 
     from gf_train.config import load
     from gf_train.train.preflight import preflight

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import expected_stream, is_val, read_split, write_jsonl
+from data_helpers import expected_stream, is_val, read_split, write_jsonl
 
 from gf_train.cli.data import tokenize_script
 from gf_train.data import pack
