@@ -5,6 +5,8 @@ Backends (explicit argument, resolved per call from the tensors' device, never a
   "torch"     matmul-based chunked PyTorch (``chunk_torch.py``), any device; the CPU training path.
   "triton"    chunked Triton kernels, forward and backward (``chunk.py``).
   "recurrent" fused recurrent Triton kernel for decode / short inputs (``fused_recurrent.py``).
+  "step"      token-by-token PyTorch with few passes over the state (``step.py``), any device; decode
+              off CUDA.
   "auto"      triton on CUDA tensors, torch otherwise.
 The Triton modules are imported only when chosen, so ``import gf_kernels`` works without triton.
 """
@@ -16,7 +18,7 @@ import torch
 from ._contract import check_inputs
 from .naive import wkv6_naive
 
-BACKENDS = ("auto", "naive", "torch", "triton", "recurrent")
+BACKENDS = ("auto", "naive", "torch", "triton", "recurrent", "step")
 
 
 def resolve_backend(backend: str, device: torch.device, tokens: int | None = None) -> str:
@@ -25,14 +27,14 @@ def resolve_backend(backend: str, device: torch.device, tokens: int | None = Non
     ``tokens``: the caller's T when it wants the decode-time choice (the model passes it; ``wkv6``
     does not, so an explicit backend is always honoured there): a single token on CUDA under "auto"
     or "triton" goes to "recurrent", since the chunk kernels would pad it to a 16-token chunk; off CUDA
-    it goes to the one-step loop "naive" (the chunked torch kernel pads it to a whole chunk too).
+    it goes to the token-by-token "step" (the chunked torch kernel pads it to a whole chunk too).
     """
     if backend not in BACKENDS:
         raise ValueError(f"wkv6: unknown backend {backend!r}; choose one of {BACKENDS}.")
     if tokens == 1 and device.type == "cuda" and backend in ("auto", "triton"):
         return "recurrent"
-    if tokens == 1 and device.type != "cuda":
-        return "naive"
+    if tokens == 1 and device.type != "cuda" and backend != "naive":
+        return "step"
     if backend == "auto":
         return "triton" if device.type == "cuda" else "torch"
     return backend
@@ -58,7 +60,7 @@ def wkv6(
         v: [B, T, H, V]; u: [H, K] bonus.
         initial_state: [B, H, K, V] (cast to fp32) or None for zeros; gradients flow into it.
         output_final_state: also return the state after the last token ([B, H, K, V], fp32).
-        backend: "auto" | "naive" | "torch" | "triton" | "recurrent" (see module docstring).
+        backend: "auto" | "naive" | "torch" | "triton" | "recurrent" | "step" (see module docstring).
     Returns:
         (o [B, T, H, V] in v's dtype, final state or None).
 
@@ -71,6 +73,10 @@ def wkv6(
     name = resolve_backend(backend, r.device)
     if name == "naive":
         return wkv6_naive(r, k, v, w, u, initial_state, output_final_state)
+    if name == "step":
+        from .step import wkv6_step
+
+        return wkv6_step(r, k, v, w, u, initial_state, output_final_state)
     if name == "torch":
         from .chunk_torch import wkv6_chunk_torch
 

@@ -1,4 +1,4 @@
-"""WKV-6: the naive oracle's own sanity and the torch chunked backend against it (CPU)."""
+"""WKV-6: the naive oracle's own sanity, and the torch chunked and token-by-token step backends against it (CPU)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,27 @@ SHAPES = [  # B, T, H, K, V
 def test_torch_matches_naive(shape: tuple[int, ...], h0: bool) -> None:
     inp = make_inputs(*shape, h0=h0, seed=sum(shape))
     compare(run(inp, "torch"), run(inp, "naive"))
+
+
+@pytest.mark.parametrize("h0", [True, False])
+@pytest.mark.parametrize("shape", SHAPES[:5] + SHAPES[-1:], ids=lambda s: "B{}T{}H{}K{}V{}".format(*s))
+def test_step_matches_naive(shape: tuple[int, ...], h0: bool) -> None:
+    """The decode backend off CUDA: forward, final state and every gradient (incl. of the initial state)."""
+    inp = make_inputs(*shape, h0=h0, seed=sum(shape) + 1)
+    compare(run(inp, "step"), run(inp, "naive"))
+
+
+def test_step_decode_leaves_the_callers_state_alone() -> None:
+    """A decode step returns a new state: caches that share the old one (branches) must not see it change."""
+    inp = make_inputs(3, 1, 4, 64, 64, h0=True, seed=5)
+    r, k, v, w, u, s0 = (inp[n] for n in ("r", "k", "v", "w", "u", "h0"))
+    assert s0 is not None
+    before = s0.clone()
+    with torch.no_grad():
+        o, s1 = wkv6(r, k, v, w, u, initial_state=s0, output_final_state=True, backend="step")
+        o_ref, s_ref = wkv6(r, k, v, w, u, initial_state=s0, output_final_state=True, backend="naive")
+    assert torch.equal(s0, before) and s1 is not None and s_ref is not None
+    assert rel_rms(o, o_ref) < 1e-6 and rel_rms(s1, s_ref) < 1e-6
 
 
 def test_naive_matches_closed_form() -> None:
@@ -87,7 +108,8 @@ def test_backend_resolution_and_errors() -> None:
     cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
     assert resolve_backend("auto", cuda, tokens=1) == resolve_backend("triton", cuda, tokens=1) == "recurrent"
     # off CUDA one token takes the one-step loop (a chunked kernel would pad it to a whole chunk) ...
-    assert resolve_backend("auto", cpu, tokens=1) == resolve_backend("triton", cpu, tokens=1) == "naive"
+    assert resolve_backend("auto", cpu, tokens=1) == resolve_backend("triton", cpu, tokens=1) == "step"
+    assert resolve_backend("torch", cpu, tokens=1) == "step" and resolve_backend("naive", cpu, tokens=1) == "naive"
     assert resolve_backend("auto", cpu) == "torch" and resolve_backend("auto", cpu, tokens=2) == "torch"
     # ... and on CUDA never for more tokens, or when the caller chose a non-Triton backend
     assert resolve_backend("auto", cuda, tokens=2) == resolve_backend("triton", cuda, tokens=16) == "triton"
