@@ -153,10 +153,9 @@ def clean_stale_shm(shm_dir: str = "/dev/shm") -> list[str]:
     return removed
 
 
-def release_shm(ds: Any) -> int:
+def release_shm(ds: Any) -> None:
     """Close (and unlink, where this process created them) the shared-memory segments of StreamingDataset
-    `ds` now, and free its local folders for another dataset; `ds` is unusable afterwards. Returns the number
-    of segments closed. Idempotent."""
+    `ds` now, and free its local folders for another dataset; `ds` is unusable afterwards. Idempotent."""
     from streaming.base.shared import SharedMemory
 
     found: list[Any] = []
@@ -179,7 +178,6 @@ def release_shm(ds: Any) -> int:
         shm.cleanup()
     for name in [k for k, v in vars(ds).items() if isinstance(v, SharedMemory)]:
         delattr(ds, name)  # __del__ must not touch a closed segment
-    return len(found)
 
 
 def open_dataset(**kwargs: Any) -> Any:

@@ -141,7 +141,7 @@ class Loader:
         # (DataConfig refuses a limit on a split mixing local and remote streams)
         limit = cfg.cache_limit_bytes() if all(remote for _, remote in pairs) else None
         mirrors = [local for local, remote in pairs if remote]
-        if set(map(os.path.abspath, mirrors)) & set(map(os.path.abspath, local_dirs_in_use())):
+        if mirrors and set(map(os.path.abspath, mirrors)) & set(map(os.path.abspath, local_dirs_in_use())):
             raise ValueError(self._busy(mirrors))  # streaming would retry 100 times, leaking descriptors, then raise
         try:
             self.ds = open_dataset(streams=streams, batch_size=micro_batch, shuffle=self.train and cfg.shuffle,
