@@ -12,8 +12,10 @@ last `seq_len`.
 Loss is the mean cross entropy in nats per predicted token over the whole set: every batch adds its mean
 loss times its predicted tokens (float64) to a `LossTally`, ranks add their tallies. With W ranks, rank r
 takes the set's samples r, r + W, ... (`rank_batches`); every rank runs the same number of forwards (a
-rank with fewer samples runs a zero-weight one), as ZeRO-3 requires. Bits per byte converts the loss with
-the manifests' UTF-8 bytes per token of the split (`gf_train.data.bits_per_byte`).
+rank with fewer samples runs a zero-weight one), as ZeRO-3 requires. Every forward has the same shape: a
+short last batch is filled up with rows whose targets are all IGNORE (-100, which the loss skips), so a
+compiled model (`dist.compile`) compiles validation once instead of once more per odd batch size. Bits per
+byte converts the loss with the manifests' UTF-8 bytes per token of the split (`gf_train.data.bits_per_byte`).
 """
 
 from __future__ import annotations
@@ -66,20 +68,28 @@ def choose_samples(total: int, seq_len: int, max_tokens: int | None, seed: int, 
     return EvalSet(ids, total, seq_len, seed, split)
 
 
+IGNORE = -100  # a target the loss skips (F.cross_entropy's default ignore_index)
+
+
 def rank_batches(source: SampleSource, ids: np.ndarray, batch_size: int, rank: int = 0, world_size: int = 1
-                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, bool]]:
-    """(inputs [b, T], targets [b, T], counts) for this rank's samples ids[rank::world_size], `batch_size` at a
-    time; every rank yields the same number of batches (`counts` False: a padding batch to ignore)."""
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """(inputs [batch_size, T], targets [batch_size, T], real rows) for this rank's samples
+    ids[rank::world_size], `batch_size` at a time. Every rank yields the same number of batches, all of
+    `batch_size` rows: the rows after the real ones repeat a sample with IGNORE targets. A batch with 0 real
+    rows (a rank with fewer samples) keeps the targets of its first row so that its loss is finite; the
+    caller does not count it."""
     mine = ids[rank::world_size]
     per_rank = math.ceil(len(ids) / world_size)  # the most samples a rank gets
     n_batches = math.ceil(per_rank / batch_size)  # the same on every rank
     for j in range(n_batches):
         chunk = mine[j * batch_size:(j + 1) * batch_size]
-        counts = len(chunk) > 0
-        if not counts:
-            chunk = ids[:1]
-        rows = torch.from_numpy(np.stack([np.asarray(source.sample(int(i)), np.int64) for i in chunk]))
-        yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous(), counts
+        real = len(chunk)
+        rows = torch.from_numpy(np.stack([np.asarray(source.sample(int(i)), np.int64)
+                                          for i in (chunk if real else ids[:1])]))
+        rows = torch.cat([rows, rows[:1].expand(batch_size - len(rows), -1)])  # the fill: copies of row 0, read once
+        x, y = rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
+        y[max(real, 1):] = IGNORE
+        yield x, y, real
 
 
 @dataclass
@@ -91,9 +101,12 @@ class LossTally:
     samples: int = 0
 
     def add(self, mean_loss: float | torch.Tensor, targets: torch.Tensor) -> None:
-        self.nats += float(mean_loss) * targets.numel()
-        self.tokens += targets.numel()
-        self.samples += targets.shape[0]
+        """A batch's mean loss over its counted targets (those that are not IGNORE)."""
+        counted = targets != IGNORE  # [b, T]
+        n = int(counted.sum())
+        self.nats += float(mean_loss) * n
+        self.tokens += n
+        self.samples += int(counted.any(dim=1).sum())
 
     def vector(self) -> torch.Tensor:
         return torch.tensor([self.nats, float(self.tokens), float(self.samples)], dtype=torch.float64)
@@ -139,15 +152,14 @@ def eval_result(tally: LossTally, eval_set: EvalSet, manifests: Sequence[dict[st
 
 def loss_tally(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], source: SampleSource, eval_set: EvalSet,
         batch_size: int, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> LossTally:
-    """This rank's tally: `loss_fn(inputs, targets)` returns the mean token cross entropy of a batch."""
+    """This rank's tally: `loss_fn(inputs, targets)` returns the mean token cross entropy of a batch over
+    its targets that are not IGNORE."""
     tally = LossTally()
     with torch.no_grad():
-        for x, y, counts in rank_batches(source, eval_set.ids, batch_size, rank, world_size):
-            if device is not None:
-                x, y = x.to(device), y.to(device)
-            loss = loss_fn(x, y).detach().double().cpu()
-            if counts:
-                tally.add(loss, y)
+        for x, y, real in rank_batches(source, eval_set.ids, batch_size, rank, world_size):
+            loss = loss_fn(x.to(device), y.to(device)) if device is not None else loss_fn(x, y)
+            if real:
+                tally.add(loss.detach().double().cpu(), y)
     return tally
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gf_train.evaluate import LossTally, choose_samples, eval_result, evaluate, loss_tally, rank_batches
+from gf_train.evaluate import IGNORE, LossTally, choose_samples, eval_result, evaluate, loss_tally, rank_batches
 
 
 def test_choose_samples_whole_split_within_budget_else_seeded_subset() -> None:
@@ -54,10 +54,11 @@ def test_ranks_cover_the_set_once_with_equal_forward_counts(world: int, batch: i
     for rank in range(world):
         batches = list(rank_batches(src, ids, batch, rank, world))
         n_batches.add(len(batches))
-        for x, y, counts in batches:
-            assert x.shape == y.shape and x.shape[1] == 8 and torch.equal(x[:, 1:], y[:, :-1])
-            if counts:
-                counted += x[:, 0].tolist()
+        for x, y, real in batches:
+            assert x.shape == y.shape == (batch, 8)  # one shape: a compiled model compiles validation once
+            assert torch.equal(x[:real, 1:], y[:real, :-1])
+            assert bool((y[max(real, 1):] == IGNORE).all()) and bool((y[:max(real, 1)] != IGNORE).all())
+            counted += x[:real, 0].tolist()
     assert sorted(counted) == list(range(11)) and len(n_batches) == 1  # ZeRO-3: same forwards on every rank
 
 

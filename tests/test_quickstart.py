@@ -62,6 +62,7 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
         assert summary[key] in res.stdout
 
 
+@pytest.mark.slow
 def test_corpus_is_stable_and_holds_no_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """pydoc renders module globals (os.environ!) and object addresses: the corpus must hold neither, so that a
     user's secrets never reach a trained (and published) model and two runs build the same bytes."""

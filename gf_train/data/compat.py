@@ -14,10 +14,12 @@ keeps those), and the two halves of a dataset's shared-memory life: `open_datase
   on the node, including those of another live job, so it is unsafe when two jobs share a node. This
   version unlinks only segments of our uid that no process maps (checked in /proc/*/maps).
   It runs on local rank 0 and is followed by a barrier, so call it on every rank.
-* `open_dataset(**kw)`: `StreamingDataset(**kw)`, minus a leak: to pick its segment prefix, streaming
-  attaches to the segments of every other live dataset on the node and never detaches (each stays
-  registered with atexit; mosaicml/streaming#457, llm-foundry#406), ~6 descriptors per live dataset per
-  dataset built, so an eval loop next to a training job ran out of them. Those attachments are closed.
+* `open_dataset(**kw)`: `StreamingDataset(**kw)`, registered under a node-wide lock (`registry_lock`:
+  streaming's prefix registration races when two jobs start on one node at once), minus a leak: to pick
+  its segment prefix, streaming attaches to the segments of every other live dataset on the node and never
+  detaches (each stays registered with atexit; mosaicml/streaming#457, llm-foundry#406), ~6 descriptors per
+  live dataset per dataset built, so an eval loop next to a training job ran out of them. Those attachments
+  are closed.
 * `release_shm(ds)`: streaming closes a dataset's segments only at interpreter exit (atexit), so each
   dataset a long-lived process opens (eval, inspect, a notebook, the test suite) holds ~6 descriptors
   and its local folder's registration until then; at the default `ulimit -n` of 1024 a few hundred
@@ -123,6 +125,14 @@ def local_dirs_in_use(shm_dir: str = "/dev/shm") -> set[str]:
     return out
 
 
+def _owned(p: Path) -> bool:
+    """Whether this user owns `p` (False once another job has unlinked it)."""
+    try:
+        return p.stat().st_uid == os.getuid()
+    except FileNotFoundError:
+        return False
+
+
 def clean_stale_shm(shm_dir: str = "/dev/shm") -> list[str]:
     """Unlink streaming shm segments of ours that no live process maps. Returns the names removed.
 
@@ -133,16 +143,16 @@ def clean_stale_shm(shm_dir: str = "/dev/shm") -> list[str]:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     root = Path(shm_dir)
     if local_rank == 0 and root.is_dir() and Path("/proc/self/maps").exists():
-        candidates = [p for p in root.iterdir() if _STREAMING_SHM.match(p.name)]
-        candidates = [p for p in candidates if p.stat().st_uid == os.getuid()]
-        mapped = _mapped_shm_names() if candidates else set()
-        for p in candidates:
-            if p.name not in mapped:
-                try:
-                    p.unlink()
-                    removed.append(p.name)
-                except FileNotFoundError:
-                    pass
+        with registry_lock(shm_dir):  # not while another job registers a dataset (creates its segments)
+            candidates = [p for p in root.iterdir() if _STREAMING_SHM.match(p.name) and _owned(p)]
+            mapped = _mapped_shm_names() if candidates else set()
+            for p in candidates:
+                if p.name not in mapped:
+                    try:
+                        p.unlink()
+                        removed.append(p.name)
+                    except FileNotFoundError:
+                        pass
     try:
         import torch.distributed as dist
 
@@ -180,17 +190,89 @@ def release_shm(ds: Any) -> None:
         delattr(ds, name)  # __del__ must not touch a closed segment
 
 
-def open_dataset(**kwargs: Any) -> Any:
-    """`streaming.StreamingDataset(**kwargs)`, with the segments of other datasets that its prefix scan
-    attached to closed again (see the module docstring)."""
-    ensure_torchvision()
-    from streaming import StreamingDataset
+REGISTRY_LOCK = "gf_train_streaming_registry.lock"  # in /dev/shm, next to the registry it guards
+REGISTRY_LOCK_TIMEOUT_S = 300.0
 
-    with _scan_attachments() as attached:
-        ds = StreamingDataset(**kwargs)
+
+def open_dataset(**kwargs: Any) -> Any:
+    """`streaming.StreamingDataset(**kwargs)`, registered under the node's registry lock, with the segments
+    of other datasets that its prefix scan attached to closed again (see the module docstring)."""
+    ensure_torchvision()
+    import torch.distributed as dist
+    from streaming import StreamingDataset
+    from streaming.base.world import World
+
+    together = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    world = World.detect()
+    with (registry_lock() if world.is_local_leader else contextlib.nullcontext(), _scan_attachments() as attached,
+          _leaders_prefix(world.node, world.is_local_leader) if together else contextlib.nullcontext()):
+        ds = StreamingDataset(**kwargs)  # scan, barrier, the leader registers, barrier, the others attach
     keep = getattr(ds, "_locals_shm", None)  # a non-leader rank attaches to its own registry entry: kept
     _detach([shm for shm in attached if shm is not keep])
     return ds
+
+
+@contextlib.contextmanager
+def registry_lock(shm_dir: str = "/dev/shm", timeout_s: float | None = None) -> Iterator[None]:
+    """Hold the node's lock on streaming's shm registry (one flock'ed file in `shm_dir`).
+
+    Streaming picks a dataset's segment prefix by scanning /dev/shm for the first free number, then creates
+    `<prefix>_locals` after a barrier. Two jobs that start on one node at once (a sweep, eval next to
+    training, two test workers) can pick the same number: the second then shares the first one's barrier
+    and shard states and hangs, or its ranks disagree on the prefix and fail (mosaicml/streaming#884, #901,
+    #689: FileExistsError on '/00000N_locals', hangs under pytest-xdist). Under this lock one job at a
+    time scans and registers (its local leader holds it from before the scan until its entry exists).
+    The kernel drops the lock when its holder dies."""
+    import fcntl
+    import time
+
+    timeout_s = REGISTRY_LOCK_TIMEOUT_S if timeout_s is None else timeout_s
+    path = os.path.join(shm_dir, REGISTRY_LOCK)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:  # another user's lock file: a read-only descriptor locks as well
+        fd = os.open(path, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"another process on this node has held {path} for over {timeout_s:.0f} s while building a "
+                        "streaming dataset (a job stuck at start-up?); find it with `fuser -v " + path + "`, "
+                        "stop it, then start again") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextlib.contextmanager
+def _leaders_prefix(node: int, leader: bool) -> Iterator[None]:
+    """While inside, every rank takes the prefix that its node's local leader finds (under the registry lock),
+    instead of scanning the registry itself: a dataset released by another job between the leader's scan
+    and another rank's would make them disagree ("Internal error: shared memory prefix=... was not
+    registered by local leader"). One all-gather per scan, on every rank alike (streaming scans once per
+    segment kind on each rank)."""
+    import torch.distributed as dist
+    from streaming.base.shared import prefix
+
+    scan = prefix._check_and_find_retrying
+
+    def agreed(streams_local: list[str], streams_remote: list[str | None], shm_name: str, retry: int) -> int:
+        mine = scan(streams_local, streams_remote, shm_name, retry) if leader else None
+        found: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(found, (node, mine))
+        return next(p for n, p in found if n == node and p is not None)
+
+    prefix._check_and_find_retrying = agreed
+    try:
+        yield
+    finally:
+        prefix._check_and_find_retrying = scan
 
 
 @contextlib.contextmanager

@@ -262,6 +262,7 @@ def test_train_refuses_a_too_small_cache_limit_before_work(s3: str, s3_endpoint:
     assert "parameters" not in res.stderr and not run.exists()
 
 
+@pytest.mark.slow
 def test_cache_clean_removes_mirrors_and_nothing_else(s3: str, tmp_path: Path, docs: list[str], bpe_json: Path,
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:

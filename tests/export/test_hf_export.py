@@ -198,6 +198,7 @@ print("OK", ids.tolist(), out.shape[1])
 """
 
 
+@pytest.mark.slow
 def test_loads_without_gf_train(exported: tuple[torch.nn.Module, Path], rwkv_tok) -> None:
     """A loader environment with only torch + transformers: gf_train, gf_kernels, deepspeed and the Rust
     tokenizer cannot be imported, and the folder still loads, tokenizes (pure Python) and generates."""

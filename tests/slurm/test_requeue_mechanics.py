@@ -26,6 +26,7 @@ def _env(run_dir: Path, steps: int) -> dict[str, str]:
             "GF_OVERRIDES": f"schedule.max_steps={steps} checkpoint.every_steps=4", "FAKE_STEP_SECONDS": "0.3"}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_usr1_checkpoints_requeues_and_resumes(slurm: Slurm, tmp_path: Path) -> None:
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
@@ -48,6 +49,7 @@ def test_usr1_checkpoints_requeues_and_resumes(slurm: Slurm, tmp_path: Path) -> 
     assert losses(run_dir) == losses(ref_dir) and len(losses(ref_dir)) == 24
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_partition_preemption_requeues_and_resumes(slurm: Slurm, slurm_nodes: list[str], tmp_path: Path) -> None:
     """A job in the `high` partition that needs the CPUs of our job preempts it: Slurm sends the batch shell

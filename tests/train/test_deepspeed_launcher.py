@@ -36,6 +36,7 @@ def _deepspeed(*script: str, nproc: int = 2, no_local_rank: bool = False) -> lis
             *(["--no_local_rank"] if no_local_rank else []), *script]
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 def test_deepspeed_launcher_matches_torchrun(tmp_path: Path) -> None:
     """tests/train/fakes.py (the trainer + fake model/loader) under the deepspeed launcher, which passes
@@ -55,6 +56,7 @@ def test_deepspeed_launcher_matches_torchrun(tmp_path: Path) -> None:
     assert _shm() - before == set()
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 def test_deepspeed_launcher_gf_train_console_script(tmp_path: Path) -> None:
     """The real command: `deepspeed --no_local_rank .venv/bin/gf-train train` with the real model and data

@@ -50,6 +50,7 @@ def test_golden_catches_lr_change(corpus: Path, tmp_path: Path) -> None:
     assert not mismatches({k: got[k] for k in ("1", "2")}, load_golden())
 
 
+@pytest.mark.slow
 def test_real_model_exact_resume(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     over = (*data_overrides(corpus), "log.every_steps=1", "schedule.max_steps=4", "checkpoint.every_steps=null",
             "eval.every_steps=null", "model.n_layer=2", "dist.zero_stage=1")

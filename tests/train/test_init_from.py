@@ -92,6 +92,7 @@ def _first_step_loss(cfg, export: Path) -> float:
     return float(total) / 2
 
 
+@pytest.mark.slow
 def test_init_from_export_and_step_dir_start_fresh(source: dict[str, Path], tmp_path: Path) -> None:
     fresh, from_export, from_step = tmp_path / "fresh", tmp_path / "exp", tmp_path / "step"
     ok(launch(fresh, *NEW_RUN, config=CFG, env=REAL))

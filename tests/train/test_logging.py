@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.train.conftest import launch, metrics, ok
 
 
+@pytest.mark.slow
 def test_loss_avg_and_grad_norm_at_every_stage(tmp_path: Path) -> None:
     over = ("schedule.max_steps=6", "checkpoint.every_steps=null", "eval.every_steps=null")
     every1, every3, stage1 = tmp_path / "every1", tmp_path / "every3", tmp_path / "stage1"

@@ -75,6 +75,7 @@ def test_stage0_skips_a_nonfinite_step(tmp_path: Path, precision: str, clip: flo
                            later["mp_rank_00_model_states.pt/module/head.weight"])
 
 
+@pytest.mark.slow
 def test_stage0_fp32_skipped_step_matches_zero2(tmp_path: Path) -> None:
     """fp32: ZeRO 0 and ZeRO 2 do the same maths on one rank, so the runs are equal bit for bit, the skipped
     step included. (bf16 cannot be compared so: DeepSpeed's bf16 path at ZeRO 0, its FP16_Optimizer in bf16

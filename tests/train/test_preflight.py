@@ -112,6 +112,7 @@ def test_resume_and_init_from_another_tokenizer(datasets: dict[str, Path], tmp_p
         preflight(_cfg(rwkv), tmp_path / "new", init_from=tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_cli_exits_before_any_work(datasets: dict[str, Path], tmp_path: Path) -> None:
     """Through `gf-train train`: exit 1, the error is one line naming the culprit and the fix, no run dir (no
     config.yaml left behind), and it comes before the model is built (no parameter count logged)."""

@@ -23,6 +23,7 @@ def _straight_vs_resumed(tmp_path: Path, nproc: int, *over: str) -> tuple[dict, 
     return losses(a), losses(b)
 
 
+@pytest.mark.slow
 def test_single_process_exact_resume_metrics_and_layout(tmp_path: Path) -> None:
     over = ("dist.zero_stage=1", "log.peak_tflops=0.001", "data.val=[{path: fake}]")
     la, lb = _straight_vs_resumed(tmp_path, 1, *over)
@@ -42,12 +43,14 @@ def test_single_process_exact_resume_metrics_and_layout(tmp_path: Path) -> None:
     assert {"python", "numpy", "torch"} <= set(rank["rng"]) and rank["data"] == {"consumed": 32}
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 def test_two_ranks_zero3_bf16_exact_resume(tmp_path: Path) -> None:
     la, lb = _straight_vs_resumed(tmp_path, 2, "dist.zero_stage=3", "dist.precision=bf16")
     assert len(la) == 8 and la == lb
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 def test_sigusr1_on_one_rank_checkpoints_and_requeues(tmp_path: Path) -> None:
     """Only rank 1 gets the signal; all ranks agree, save at the step boundary and exit 75."""
@@ -62,11 +65,13 @@ def test_sigusr1_on_one_rank_checkpoints_and_requeues(tmp_path: Path) -> None:
     assert losses(pre) == losses(straight)
 
 
+@pytest.mark.slow
 def test_sigusr1_single_process_exit_code(run_dir: Path) -> None:
     ok(launch(run_dir, env={"GF_TRAIN_FAULT_SIGNAL_STEP": "1"}), 75)
     assert (run_dir / "checkpoints" / "step_00000002" / "COMPLETE").is_file()
 
 
+@pytest.mark.slow
 def test_nonfinite_steps_skipped_then_stop(tmp_path: Path) -> None:
     a = tmp_path / "a"
     ok(launch(a, "log.wandb=offline", env={"GF_TRAIN_FAULT_NAN_STEPS": "2", "WANDB_MODE": None}))
@@ -81,6 +86,7 @@ def test_nonfinite_steps_skipped_then_stop(tmp_path: Path) -> None:
     assert all(v == v for k, v in losses(b).items() if k > 4)
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 def test_two_ranks_to_one_rank_resume_keeps_data_order(tmp_path: Path) -> None:
     a, b = tmp_path / "straight", tmp_path / "elastic"
@@ -94,6 +100,7 @@ def test_two_ranks_to_one_rank_resume_keeps_data_order(tmp_path: Path) -> None:
     assert all(abs(la[s] - lb[s]) < 2e-3 for s in range(5, 9)), (la, lb)
 
 
+@pytest.mark.slow
 def test_refuses_architecture_and_stage_changes(run_dir: Path) -> None:
     ok(launch(run_dir, "--stop-at-step", "2"))
     res = ok(launch(run_dir, "model.n_embd=64"), 1)

@@ -20,7 +20,7 @@ from tests.train.conftest import launch, losses, ok
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_exact_resume_matrix(tmp_path: Path, stage: int, precision: str, nproc: int) -> None:
     if (stage, precision, nproc) == (3, "bf16", 2):
-        pytest.skip("covered by the fast test_two_ranks_zero3_bf16_exact_resume")
+        pytest.skip("covered by tests/train/test_resume.py::test_two_ranks_zero3_bf16_exact_resume")
     over = (f"dist.zero_stage={stage}", f"dist.precision={precision}", "schedule.max_steps=6",
             "checkpoint.every_steps=null")
     a, b = tmp_path / "a", tmp_path / "b"
