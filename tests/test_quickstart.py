@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from gf_train.distributed.info import launch_free_env
+from tests._procs import run_group
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,9 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_quickstart_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "qs"
     env = launch_free_env()
-    res = subprocess.run([sys.executable, "-m", "gf_train.quickstart", "--out", str(out), "--steps", "60",
-                          "--corpus-mb", "1.5", "--max-new-tokens", "12"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    res = run_group([sys.executable, "-m", "gf_train.quickstart", "--out", str(out), "--steps", "60",
+                     "--corpus-mb", "1.5", "--max-new-tokens", "12"], cwd=REPO, env=env, timeout=900)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     summary = json.loads((out / "summary.json").read_text())
     # real text, tokenized by the user-facing script, split into train and val

@@ -18,6 +18,7 @@ from gf_train.data import build_loader, check_vocab, open_split, read_manifest
 from gf_train.data.compat import clean_stale_shm
 from gf_train.data.tokenize import tokenize_corpus
 from gf_train.distributed.info import free_port, launch_free_env
+from tests._procs import run_group
 
 HERE = Path(__file__).resolve().parent
 
@@ -141,7 +142,7 @@ def test_two_ranks_resume_and_elastic(dataset: Path, rank0_env: None) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            str(HERE / "_dist_loader_worker.py"), str(dataset), "2", "8", "6", "3"]
     env = launch_free_env()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    r = run_group(cmd, env=env, timeout=300)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
     assert r.returncode == 0 and lines, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(lines[0][len("RESULT "):])

@@ -14,6 +14,7 @@ from data_helpers import corpus_docs, write_jsonl
 from gf_train.data.compat import REGISTRY_LOCK, registry_lock
 from gf_train.data.tokenize import tokenize_corpus
 from gf_train.distributed.info import free_port, launch_free_env
+from tests._procs import kill_group, start_group, wait_group
 
 HERE = Path(__file__).resolve().parent
 
@@ -52,7 +53,7 @@ def _env() -> dict[str, str]:
 def _job(split: Path, n: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
            str(free_port()), "--no-python", sys.executable, "-c", _JOB, str(split), str(n)]
-    return subprocess.Popen(cmd, env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return start_group(cmd, env=_env())
 
 
 @pytest.mark.slow
@@ -61,8 +62,8 @@ def test_a_dataset_is_registered_only_under_the_lock(split: Path) -> None:
         job = _job(split, 1)
         time.sleep(10)  # imports and rendezvous take ~5 s; the job then waits for the lock
         assert job.poll() is None, job.communicate()
-    out, err = job.communicate(timeout=120)
-    assert job.returncode == 0 and out.count("ok") == 2, err[-3000:]
+    res = wait_group(job, timeout=120)
+    assert res.returncode == 0 and res.stdout.count("ok") == 2, res.stderr[-3000:]
 
 
 def test_lock_wait_has_a_deadline_and_names_the_lock(tmp_path: Path) -> None:
@@ -80,12 +81,16 @@ def test_jobs_that_start_together_never_share_a_prefix(split: Path) -> None:
     """Without the lock, two of these jobs now and then pick the same prefix: the later one's
     `<prefix>_locals` exists already (FileExistsError), or it shares the other's barrier and hangs."""
     jobs = [_job(split, 12) for _ in range(3)]
-    for job in jobs:
-        try:
-            out, err = job.communicate(timeout=240)
-        except subprocess.TimeoutExpired:
-            for j in jobs:
-                j.kill()
-            pytest.fail("a job hung (two jobs share a registry entry?)")
-        first = [ln for ln in err.splitlines() if "Error" in ln and "Connection closed" not in ln][:5]
-        assert job.returncode == 0 and out.count("ok") == 2, "\n".join(first) + "\n" + err[-3000:]
+    try:
+        for job in jobs:
+            try:
+                res = wait_group(job, timeout=240)
+            except subprocess.TimeoutExpired:
+                pytest.fail("a job hung (two jobs share a registry entry?)")
+            first = [ln for ln in res.stderr.splitlines() if "Error" in ln and "Connection closed" not in ln][:5]
+            assert res.returncode == 0 and res.stdout.count("ok") == 2, \
+                "\n".join(first) + "\n" + res.stderr[-3000:]
+    finally:
+        for j in jobs:
+            if j.returncode is None:  # still running: a failed check above left it
+                kill_group(j)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gf_train.distributed.info import free_port, launch_free_env
+from tests._procs import run_group, start_group
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "train" / "tiny.yaml"
@@ -37,9 +38,8 @@ def launch(run_dir: Path, *args: str, nproc: int = 1, fake: bool = True, config:
         else:
             e[k] = v
     if not wait:
-        return subprocess.Popen(cmd, cwd=REPO, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
-    return subprocess.run(cmd, cwd=REPO, env=e, capture_output=True, text=True, timeout=timeout)
+        return start_group(cmd, cwd=REPO, env=e, stderr=subprocess.STDOUT)
+    return run_group(cmd, cwd=REPO, env=e, timeout=timeout)
 
 
 def ok(res: subprocess.CompletedProcess, code: int = 0) -> subprocess.CompletedProcess:
