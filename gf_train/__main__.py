@@ -1,7 +1,5 @@
 """`python -m gf_train` is the `gf-train` command."""
 
-import sys
+from gf_train.cli import entry
 
-from gf_train.cli import main
-
-sys.exit(main())
+entry()

@@ -5,6 +5,6 @@ One module per subcommand (`train`, `export`, `convert`, `evaluate`, `generate`,
 and own no flags.
 """
 
-from gf_train.cli.app import build_parser, main
+from gf_train.cli.app import build_parser, entry, main
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "entry", "main"]

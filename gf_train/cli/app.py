@@ -12,9 +12,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from gf_train.cli import config, convert, data, evaluate, export, generate, plot, train
 from gf_train.cli.overrides import gather_overrides
+from gf_train.distributed.exit import end_process
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,5 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> NoReturn:
+    """The `gf-train` console script and `python -m gf_train`: `main`, then `end_process` (a process that ran
+    a process group leaves without interpreter finalization; `gf_train.distributed.exit` says why)."""
+    end_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from gf_train.config import Derived, RunConfig
+from gf_train.distributed.exit import mark_process_group_used
 from gf_train.distributed.info import DistInfo
 
 
@@ -58,6 +59,7 @@ def init_distributed(info: DistInfo, device: torch.device, backend: str = "auto"
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False,
                                timeout=timedelta(minutes=timeout_minutes), rank=info.rank,
                                world_size=info.world_size)
+    mark_process_group_used()  # the process now ends through exit.end_process (see there why)
 
 
 def ds_config(cfg: RunConfig, derived: Derived, device: torch.device, load_universal: bool = False

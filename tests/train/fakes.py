@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from gf_train.distributed.exit import end_process
+
 VOCAB = 97
 VAL_SAMPLES = 11  # not a multiple of 2 ranks x micro-batch: exercises the padding batch of gf_train.evaluate
 
@@ -137,4 +139,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    end_process(main())  # like `gf-train`: no interpreter finalization after a process group
