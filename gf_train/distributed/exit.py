@@ -44,10 +44,10 @@ def end_process(code: int) -> NoReturn:
     group was used."""
     if not _used:
         sys.exit(code)
-    main = threading.main_thread()
-    for t in threading.enumerate():  # what threading._shutdown does at a normal exit
-        if t is not main and not t.daemon:
-            t.join()
+    # What Py_FinalizeEx does before finalizing, in its order: threading._shutdown() runs the exit hooks of
+    # thread pools (concurrent.futures, inductor's compile pool: without them their idle workers never end)
+    # and then joins the non-daemon threads; then the atexit handlers.
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()  # in registration order reversed, exceptions printed, as at a normal exit
     for stream in (sys.stdout, sys.stderr):
         try:

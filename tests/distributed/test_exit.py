@@ -25,6 +25,9 @@ if sys.argv[2] == "group":
 atexit.register(lambda: (out / "atexit").write_text("ran"))
 late = threading.Thread(target=lambda: (time.sleep(0.5), (out / "thread").write_text("joined")))
 late.start()  # a non-daemon thread: a normal exit waits for it, so does end_process
+from concurrent.futures import ThreadPoolExecutor
+pool = ThreadPoolExecutor(1)  # left open: its idle worker ends only through threading's exit hooks
+pool.submit(lambda: None).result()
 class Finalized:
     def __del__(self, path=out / "finalized"):
         path.write_text("ran")
