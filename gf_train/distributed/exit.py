@@ -7,15 +7,16 @@ falls after interpreter finalization has begun, the thread cannot take the GIL: 
 `pthread_exit`, whose unwinding crosses a `noexcept` destructor, and `std::terminate` aborts the process
 ("terminate called without an active exception", SIGABRT) after a run that finished and saved. It is a race
 (a core dump showed `~AsyncAllgatherWork -> TensorImpl::decref_pyobject -> take_gil -> pthread_exit` in a
-gloo worker while the main thread was in `Py_FinalizeEx`); it hit ~1 in 15 two-rank CPU runs on a loaded
-2-core machine, and a job scheduler counts such a run as failed (Slurm would requeue it). NCCL's watchdog
-thread releases finished work the same way. pytorch/pytorch#179291 tried to fix it in torch and was closed.
+gloo worker while the main thread was in `Py_FinalizeEx`); it hit ~1 in 25 two-rank CPU runs on a loaded
+2-core machine (docs/benchmarks.md), and torchrun, srun and the job scheduler then report a finished run as
+failed. NCCL's watchdog thread also frees finished work off the main thread. pytorch/pytorch#179291 tried to
+fix this in torch and was closed.
 
-So after a process group was used, the process ends the way a normal exit does, up to finalization (join
-non-daemon threads, run the `atexit` handlers: multiprocessing's children, logging, wandb, mosaicml-streaming's
-shared memory), flushes stdout and stderr, and then leaves with `os._exit`, which never finalizes the
-interpreter. Everything a run writes (checkpoints, metrics, exit_status.json) is closed before this point.
-Processes that never created a process group exit normally.
+So after a process group was used, the process ends the way a normal exit does, up to finalization (the thread
+pools' exit hooks and the joins of non-daemon threads, then the `atexit` handlers: multiprocessing's children,
+logging, wandb, mosaicml-streaming's shared memory), flushes stdout and stderr, and then leaves with
+`os._exit`, which never finalizes the interpreter. Everything a run writes (checkpoints, metrics,
+exit_status.json) is closed before this point. Processes that never created a process group exit normally.
 """
 
 from __future__ import annotations
