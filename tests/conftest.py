@@ -35,7 +35,7 @@ def _cuda() -> bool:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """GPU tests skip without CUDA. Under pytest-xdist (`GF_TEST_WORKERS=2 bash scripts/test.sh`): the
+    """GPU tests skip without CUDA. Under pytest-xdist (`bash scripts/test.sh` runs two workers): the
     `slurm` tests share one worker (they share the local cluster's two nodes), and the long tests go first
     (that group, then `slow`), so no worker starts a several-minute test while the other one runs dry."""
     if hasattr(config, "workerinput"):  # a pytest-xdist worker: they collect, the controller schedules
