@@ -222,7 +222,9 @@ def registry_lock(shm_dir: str = "/dev/shm", timeout_s: float | None = None) -> 
     and shard states and hangs, or its ranks disagree on the prefix and fail (mosaicml/streaming#884, #901,
     #689: FileExistsError on '/00000N_locals', hangs under pytest-xdist). Under this lock one job at a
     time scans and registers (its local leader holds it from before the scan until its entry exists).
-    The kernel drops the lock when its holder dies."""
+    The kernel drops the lock when its holder dies. Hand-written rather than `filelock.FileLock`: the
+    file is shared by every user of the node, and a flock on a read-only descriptor of another user's file
+    (umask leaves it 0644) still locks, where filelock's native lock needs write access."""
     import fcntl
     import time
 
